@@ -1,0 +1,225 @@
+//! Streaming encryption.
+//!
+//! Specification: `client-apis/encrypt.md`.
+
+use std::io::{ErrorKind, Read, Write};
+
+use aws_lc_rs::digest;
+use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
+use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine as _;
+
+use crate::frame::{Batch, FINAL_MARKER, FINAL_PREFIX, FrameCipher, FrameRef, Layout, frame_iv};
+use crate::header::Header;
+use crate::keyring::{EncryptionMaterials, Keyring};
+use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
+use crate::{
+    EncryptionContext, Error, InvalidInput, MAX_FRAME_LENGTH, PUBLIC_KEY_FIELD, Suite, pipeline,
+};
+
+/// How to encrypt.
+#[derive(Debug, Clone)]
+pub struct EncryptOptions {
+    /// The algorithm suite; 0x0478 by default.
+    pub suite: Suite,
+    /// Plaintext bytes per frame, 1 to [`MAX_FRAME_LENGTH`]; 64 KiB by default.
+    pub frame_length: u32,
+    /// Worker threads for the AEAD work; 0 means one per available core.
+    pub parallelism: usize,
+}
+
+impl Default for EncryptOptions {
+    fn default() -> Self {
+        Self { suite: Suite::default(), frame_length: crate::DEFAULT_FRAME_LENGTH, parallelism: 0 }
+    }
+}
+
+/// What an encryption produced.
+#[derive(Debug, Clone)]
+pub struct EncryptSummary {
+    /// The header that was written.
+    pub header: Header,
+    /// Plaintext bytes read.
+    pub plaintext_len: u64,
+}
+
+/// Encrypts everything `input` yields into one message written to `output`.
+///
+/// `context` must not use the reserved `aws-crypto-` prefix. Memory use is bounded by a
+/// few batches of frames, whatever the input size. The output is not flushed to stable
+/// storage: callers writing files should sync and rename.
+pub fn encrypt(
+    keyring: &dyn Keyring,
+    context: &EncryptionContext,
+    options: &EncryptOptions,
+    input: impl Read,
+    mut output: impl Write,
+) -> Result<EncryptSummary, Error> {
+    if options.frame_length == 0 || options.frame_length > MAX_FRAME_LENGTH {
+        return Err(InvalidInput::FrameLength(options.frame_length).into());
+    }
+    context.check_no_reserved_keys()?;
+    let suite = options.suite;
+
+    let mut full_context = context.clone();
+    let signer = if suite.is_signed() {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_ASN1_SIGNING)?;
+        let point: EcPublicKeyCompressedBin<'_> = pair.public_key().as_be_bytes()?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(point.as_ref());
+        full_context.insert(PUBLIC_KEY_FIELD, encoded);
+        Some(pair)
+    } else {
+        None
+    };
+
+    let mut materials = EncryptionMaterials {
+        suite,
+        context: &full_context,
+        data_key: None,
+        encrypted_data_keys: Vec::new(),
+    };
+    keyring.on_encrypt(&mut materials)?;
+    let (Some(data_key), false) = (materials.data_key, materials.encrypted_data_keys.is_empty())
+    else {
+        return Err(InvalidInput::NoDataKey.into());
+    };
+
+    let mut message_id = [0u8; MESSAGE_ID_LEN];
+    aws_lc_rs::rand::fill(&mut message_id)?;
+    let keys = MessageKeys::derive(suite, &data_key, &message_id)?;
+    drop(data_key);
+    let header = Header {
+        suite,
+        message_id,
+        context: full_context.clone(),
+        encrypted_data_keys: materials.encrypted_data_keys,
+        frame_length: options.frame_length,
+        commitment: *keys.commitment,
+    };
+    let header_bytes = header.to_bytes(&keys)?;
+    output.write_all(&header_bytes)?;
+    let mut hasher = signer.as_ref().map(|_| digest::Context::new(&digest::SHA384));
+    if let Some(h) = hasher.as_mut() {
+        h.update(&header_bytes);
+    }
+
+    let cipher = FrameCipher { key: &keys.content, message_id: &header.message_id };
+    let mut source = PlainSource::new(input, Layout::new(options.frame_length));
+    pipeline::run(
+        pipeline::workers(options.parallelism),
+        |batch| source.fill(batch),
+        |batch| cipher.seal(batch),
+        |batch| {
+            if !batch.ok {
+                return Err(Error::Crypto);
+            }
+            let bytes = &batch.buf[..batch.len];
+            if let Some(h) = hasher.as_mut() {
+                h.update(bytes);
+            }
+            output.write_all(bytes)?;
+            Ok(())
+        },
+    )?;
+
+    if let (Some(pair), Some(h)) = (signer, hasher) {
+        let signature = pair.sign_digest(&h.finish())?;
+        let sig = signature.as_ref();
+        // A DER ECDSA P-384 signature is at most 104 bytes.
+        output.write_all(&(sig.len() as u16).to_be_bytes())?;
+        output.write_all(sig)?;
+    }
+    output.flush()?;
+    Ok(EncryptSummary { header, plaintext_len: source.plaintext_len })
+}
+
+/// Reads plaintext into batches in wire layout, deciding which frame is final.
+struct PlainSource<R> {
+    input: R,
+    layout: Layout,
+    /// One byte read ahead to learn whether a full frame was the last.
+    carry: Option<u8>,
+    next_seq: u32,
+    plaintext_len: u64,
+}
+
+impl<R: Read> PlainSource<R> {
+    fn new(input: R, layout: Layout) -> Self {
+        Self { input, layout, carry: None, next_seq: 1, plaintext_len: 0 }
+    }
+
+    /// Fills a batch; returns true when it holds the final frame.
+    fn fill(&mut self, batch: &mut Batch) -> Result<bool, Error> {
+        let layout = self.layout;
+        layout.prepare(batch);
+        let stride = layout.stride();
+        for i in 0..layout.per_batch {
+            let at = i * stride;
+            let n = self.read_full(&mut batch.buf[at + 16..at + 16 + layout.frame_len])?;
+            self.plaintext_len += n as u64;
+            if n == 0 && i > 0 {
+                // The previous frame was full and turned out to be the last.
+                make_final(batch);
+                return Ok(true);
+            }
+            let seq = self.next_seq;
+            self.next_seq = seq.checked_add(1).ok_or(InvalidInput::TooManyFrames)?;
+            if seq == FINAL_MARKER {
+                return Err(InvalidInput::TooManyFrames.into());
+            }
+            batch.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            batch.buf[at + 4..at + 16].copy_from_slice(&frame_iv(seq));
+            batch.frames.push(FrameRef { seq, is_final: false, start: at + 16, len: n });
+            batch.len = at + stride;
+            let last_slot = i + 1 == layout.per_batch;
+            if n < layout.frame_len || (last_slot && self.at_eof()?) {
+                make_final(batch);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads until `buf` is full or the input ends; returns the bytes read.
+    fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let mut n = 0;
+        if let (Some(b), Some(first)) = (self.carry, buf.first_mut()) {
+            *first = b;
+            self.carry = None;
+            n = 1;
+        }
+        while n < buf.len() {
+            match self.input.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(n)
+    }
+
+    fn at_eof(&mut self) -> Result<bool, Error> {
+        if self.carry.is_some() {
+            return Ok(false);
+        }
+        let mut b = [0u8; 1];
+        let n = self.read_full(&mut b)?;
+        self.carry = (n == 1).then_some(b[0]);
+        Ok(n == 0)
+    }
+}
+
+/// Rewrites the batch's last frame, laid out as a regular frame, as the final frame.
+fn make_final(batch: &mut Batch) {
+    let Some(f) = batch.frames.last_mut() else { return };
+    let at = f.start - 16;
+    batch.buf.copy_within(f.start..f.start + f.len, at + FINAL_PREFIX);
+    batch.buf[at..at + 4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
+    batch.buf[at + 4..at + 8].copy_from_slice(&f.seq.to_be_bytes());
+    batch.buf[at + 8..at + 20].copy_from_slice(&frame_iv(f.seq));
+    batch.buf[at + 20..at + 24].copy_from_slice(&(f.len as u32).to_be_bytes());
+    f.is_final = true;
+    f.start = at + FINAL_PREFIX;
+    batch.len = f.start + f.len + crate::suite::TAG_LEN;
+}
