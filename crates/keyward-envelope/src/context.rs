@@ -104,7 +104,10 @@ impl EncryptionContext {
         for _ in 0..count {
             let key = take_str(&mut r)?;
             let value = take_str(&mut r)?;
-            if previous.as_deref().is_some_and(|p| p.as_bytes() >= key.as_bytes()) {
+            if previous
+                .as_deref()
+                .is_some_and(|p| p.as_bytes() >= key.as_bytes())
+            {
                 return Err(Malformed::EncryptionContext);
             }
             previous = Some(key.clone());
@@ -119,12 +122,18 @@ impl EncryptionContext {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContext {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
 fn take_u16(r: &mut &[u8]) -> Result<u16, Malformed> {
-    let (head, rest) = r.split_first_chunk::<2>().ok_or(Malformed::EncryptionContext)?;
+    let (head, rest) = r
+        .split_first_chunk::<2>()
+        .ok_or(Malformed::EncryptionContext)?;
     *r = rest;
     Ok(u16::from_be_bytes(*head))
 }
@@ -169,7 +178,11 @@ mod tests {
             b"\x00\x01\x00\x01a\x00\x00\x00",              // trailing byte
         ];
         for c in cases {
-            assert_eq!(EncryptionContext::parse(c), Err(Malformed::EncryptionContext), "{c:?}");
+            assert_eq!(
+                EncryptionContext::parse(c),
+                Err(Malformed::EncryptionContext),
+                "{c:?}"
+            );
         }
     }
 

@@ -12,7 +12,10 @@ use aws_lc_rs::digest;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
 use base64::Engine as _;
 
-use crate::frame::{Batch, FINAL_MARKER, FINAL_PREFIX, FrameCipher, FrameRef, Layout, frame_iv};
+use crate::frame::{
+    Batch, FINAL_EXTRA, FINAL_MARKER, FINAL_PREFIX, FrameCipher, FrameRef, Layout, frame_iv,
+    read_full,
+};
 use crate::header::{Header, read_exact_or_truncated};
 use crate::keyring::{DecryptionMaterials, Keyring};
 use crate::suite::{MessageKeys, TAG_LEN};
@@ -56,7 +59,10 @@ pub fn decrypt(
     let (header, raw_header, tag) = Header::read(&mut input, limits)?;
 
     let verifier = if header.suite.is_signed() {
-        let encoded = header.context.get(PUBLIC_KEY_FIELD).ok_or(Malformed::MissingVerificationKey)?;
+        let encoded = header
+            .context
+            .get(PUBLIC_KEY_FIELD)
+            .ok_or(Malformed::MissingVerificationKey)?;
         let point = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| Malformed::MissingVerificationKey)?;
@@ -65,7 +71,10 @@ pub fn decrypt(
         None
     };
 
-    let materials = DecryptionMaterials { suite: header.suite, context: &header.context };
+    let materials = DecryptionMaterials {
+        suite: header.suite,
+        context: &header.context,
+    };
     let data_key = keyring
         .on_decrypt(&materials, &header.encrypted_data_keys)?
         .ok_or(Error::DecryptionFailed)?;
@@ -79,11 +88,16 @@ pub fn decrypt(
         return Err(Error::ContextMismatch);
     }
 
-    let mut hasher = verifier.as_ref().map(|_| digest::Context::new(&digest::SHA384));
+    let mut hasher = verifier
+        .as_ref()
+        .map(|_| digest::Context::new(&digest::SHA384));
     if let Some(h) = hasher.as_mut() {
         h.update(&raw_header);
     }
-    let cipher = FrameCipher { key: &keys.content, message_id: &header.message_id };
+    let cipher = FrameCipher {
+        key: &keys.content,
+        message_id: &header.message_id,
+    };
     let mut source = CipherSource {
         input: &mut input,
         layout: Layout::new(header.frame_length),
@@ -120,11 +134,16 @@ pub fn decrypt(
         }
         let mut sig = vec![0u8; len];
         read_exact_or_truncated(&mut rest, &mut sig)?;
-        verifier.verify_digest(&h.finish(), &sig).map_err(|_| Error::DecryptionFailed)?;
+        verifier
+            .verify_digest(&h.finish(), &sig)
+            .map_err(|_| Error::DecryptionFailed)?;
     }
     expect_end(&mut rest)?;
     output.flush()?;
-    Ok(DecryptSummary { header, plaintext_len })
+    Ok(DecryptSummary {
+        header,
+        plaintext_len,
+    })
 }
 
 fn expect_end(input: &mut impl Read) -> Result<(), Error> {
@@ -154,9 +173,21 @@ impl<R: Read> CipherSource<'_, R> {
     /// Fills a batch with whole frames; returns true when it holds the final frame.
     fn fill(&mut self, batch: &mut Batch) -> Result<bool, Error> {
         let layout = self.layout;
-        layout.prepare(batch);
+        batch.clear();
         let (stride, want) = (layout.stride(), layout.batch_bytes());
-        let mut have = read_full(self.input, &mut batch.buf[..want])?;
+        // Read up to a full batch, growing the buffer as the message turns out longer.
+        let mut have = 0;
+        let mut chunk = stride.max(64 * 1024);
+        while have < want {
+            let end = want.min(have + chunk);
+            batch.reserve_to(end + FINAL_EXTRA);
+            let n = read_full(self.input, &mut batch.buf[have..end])?;
+            have += n;
+            if have < end {
+                break;
+            }
+            chunk *= 2;
+        }
         let mut at = 0;
         let last = loop {
             if at == want {
@@ -171,13 +202,19 @@ impl<R: Read> CipherSource<'_, R> {
                     return Err(Malformed::Truncated.into());
                 }
                 let seq = self.take_seq(marker, &batch.buf[at + 4..at + 16])?;
-                batch.frames.push(FrameRef { seq, is_final: false, start: at + 16, len: layout.frame_len });
+                batch.frames.push(FrameRef {
+                    seq,
+                    is_final: false,
+                    start: at + 16,
+                    len: layout.frame_len,
+                });
                 at += stride;
                 continue;
             }
             // The final frame: make sure its prefix, then all of it, is in the buffer.
             // It fits: `at` is at most `want - stride`, and a final frame is at most
             // `stride + FINAL_EXTRA` bytes.
+            batch.reserve_to(at + stride + FINAL_EXTRA);
             have = self.top_up(&mut batch.buf, have, at + FINAL_PREFIX)?;
             let seq = self.take_seq(u32_at(&batch.buf, at + 4), &batch.buf[at + 8..at + 20])?;
             let len = u32_at(&batch.buf, at + 20) as usize;
@@ -187,7 +224,12 @@ impl<R: Read> CipherSource<'_, R> {
             let end = at + FINAL_PREFIX + len + TAG_LEN;
             have = self.top_up(&mut batch.buf, have, end)?;
             self.tail.extend_from_slice(&batch.buf[end..have]);
-            batch.frames.push(FrameRef { seq, is_final: true, start: at + FINAL_PREFIX, len });
+            batch.frames.push(FrameRef {
+                seq,
+                is_final: true,
+                start: at + FINAL_PREFIX,
+                len,
+            });
             at = end;
             break true;
         };
@@ -224,18 +266,4 @@ fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&buf[at..at + 4]);
     u32::from_be_bytes(b)
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, Error> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(n)
 }

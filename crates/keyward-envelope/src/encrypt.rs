@@ -2,14 +2,17 @@
 //!
 //! Specification: `client-apis/encrypt.md`.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 
 use aws_lc_rs::digest;
 use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 
-use crate::frame::{Batch, FINAL_MARKER, FINAL_PREFIX, FrameCipher, FrameRef, Layout, frame_iv};
+use crate::frame::{
+    Batch, FINAL_EXTRA, FINAL_MARKER, FINAL_PREFIX, FrameCipher, FrameRef, Layout, frame_iv,
+    read_full,
+};
 use crate::header::Header;
 use crate::keyring::{EncryptionMaterials, Keyring};
 use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
@@ -30,7 +33,11 @@ pub struct EncryptOptions {
 
 impl Default for EncryptOptions {
     fn default() -> Self {
-        Self { suite: Suite::default(), frame_length: crate::DEFAULT_FRAME_LENGTH, parallelism: 0 }
+        Self {
+            suite: Suite::default(),
+            frame_length: crate::DEFAULT_FRAME_LENGTH,
+            parallelism: 0,
+        }
     }
 }
 
@@ -98,12 +105,17 @@ pub fn encrypt(
     };
     let header_bytes = header.to_bytes(&keys)?;
     output.write_all(&header_bytes)?;
-    let mut hasher = signer.as_ref().map(|_| digest::Context::new(&digest::SHA384));
+    let mut hasher = signer
+        .as_ref()
+        .map(|_| digest::Context::new(&digest::SHA384));
     if let Some(h) = hasher.as_mut() {
         h.update(&header_bytes);
     }
 
-    let cipher = FrameCipher { key: &keys.content, message_id: &header.message_id };
+    let cipher = FrameCipher {
+        key: &keys.content,
+        message_id: &header.message_id,
+    };
     let mut source = PlainSource::new(input, Layout::new(options.frame_length));
     pipeline::run(
         pipeline::workers(options.parallelism),
@@ -130,7 +142,10 @@ pub fn encrypt(
         output.write_all(sig)?;
     }
     output.flush()?;
-    Ok(EncryptSummary { header, plaintext_len: source.plaintext_len })
+    Ok(EncryptSummary {
+        header,
+        plaintext_len: source.plaintext_len,
+    })
 }
 
 /// Reads plaintext into batches in wire layout, deciding which frame is final.
@@ -145,16 +160,23 @@ struct PlainSource<R> {
 
 impl<R: Read> PlainSource<R> {
     fn new(input: R, layout: Layout) -> Self {
-        Self { input, layout, carry: None, next_seq: 1, plaintext_len: 0 }
+        Self {
+            input,
+            layout,
+            carry: None,
+            next_seq: 1,
+            plaintext_len: 0,
+        }
     }
 
     /// Fills a batch; returns true when it holds the final frame.
     fn fill(&mut self, batch: &mut Batch) -> Result<bool, Error> {
         let layout = self.layout;
-        layout.prepare(batch);
+        batch.clear();
         let stride = layout.stride();
         for i in 0..layout.per_batch {
             let at = i * stride;
+            batch.reserve_to(at + stride + FINAL_EXTRA);
             let n = self.read_full(&mut batch.buf[at + 16..at + 16 + layout.frame_len])?;
             self.plaintext_len += n as u64;
             if n == 0 && i > 0 {
@@ -169,7 +191,12 @@ impl<R: Read> PlainSource<R> {
             }
             batch.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
             batch.buf[at + 4..at + 16].copy_from_slice(&frame_iv(seq));
-            batch.frames.push(FrameRef { seq, is_final: false, start: at + 16, len: n });
+            batch.frames.push(FrameRef {
+                seq,
+                is_final: false,
+                start: at + 16,
+                len: n,
+            });
             batch.len = at + stride;
             let last_slot = i + 1 == layout.per_batch;
             if n < layout.frame_len || (last_slot && self.at_eof()?) {
@@ -182,21 +209,13 @@ impl<R: Read> PlainSource<R> {
 
     /// Reads until `buf` is full or the input ends; returns the bytes read.
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let mut n = 0;
-        if let (Some(b), Some(first)) = (self.carry, buf.first_mut()) {
-            *first = b;
-            self.carry = None;
-            n = 1;
-        }
-        while n < buf.len() {
-            match self.input.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+        match (self.carry.take(), buf.split_first_mut()) {
+            (Some(b), Some((first, rest))) => {
+                *first = b;
+                Ok(1 + read_full(&mut self.input, rest)?)
             }
+            _ => read_full(&mut self.input, buf),
         }
-        Ok(n)
     }
 
     fn at_eof(&mut self) -> Result<bool, Error> {
@@ -212,9 +231,13 @@ impl<R: Read> PlainSource<R> {
 
 /// Rewrites the batch's last frame, laid out as a regular frame, as the final frame.
 fn make_final(batch: &mut Batch) {
-    let Some(f) = batch.frames.last_mut() else { return };
+    let Some(f) = batch.frames.last_mut() else {
+        return;
+    };
     let at = f.start - 16;
-    batch.buf.copy_within(f.start..f.start + f.len, at + FINAL_PREFIX);
+    batch
+        .buf
+        .copy_within(f.start..f.start + f.len, at + FINAL_PREFIX);
     batch.buf[at..at + 4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
     batch.buf[at + 4..at + 8].copy_from_slice(&f.seq.to_be_bytes());
     batch.buf[at + 8..at + 20].copy_from_slice(&frame_iv(f.seq));

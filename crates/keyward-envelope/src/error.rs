@@ -72,7 +72,10 @@ impl fmt::Display for Malformed {
             Self::TrailingData => f.write_str("trailing data after the end of the message"),
             Self::UnsupportedVersion(v) => write!(f, "unsupported message version {v:#04x}"),
             Self::UnsupportedSuite(s) => {
-                write!(f, "unsupported algorithm suite {s:#06x} (only committing suites are accepted)")
+                write!(
+                    f,
+                    "unsupported algorithm suite {s:#06x} (only committing suites are accepted)"
+                )
             }
             Self::UnsupportedContentType(t) => write!(f, "unsupported content type {t:#04x}"),
             Self::ZeroFrameLength => f.write_str("frame length is zero"),
@@ -142,7 +145,10 @@ impl fmt::Display for InvalidInput {
                 crate::MAX_FRAME_LENGTH
             ),
             Self::ReservedContextKey(k) => {
-                write!(f, "encryption context key {k:?} uses the reserved prefix aws-crypto-")
+                write!(
+                    f,
+                    "encryption context key {k:?} uses the reserved prefix aws-crypto-"
+                )
             }
             Self::ContextTooLarge => f.write_str("encryption context larger than 65535 bytes"),
             Self::FieldTooLong(what) => write!(f, "{what} longer than 65535 bytes"),

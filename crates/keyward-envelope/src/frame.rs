@@ -13,7 +13,10 @@
 //! A [`Batch`] holds consecutive frames exactly as they appear on the wire, so reading,
 //! sealing or opening in place, and writing need no copies.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
+use std::io::{ErrorKind, Read};
+
+use crate::Error;
+use crate::aead::Aes256Gcm;
 
 use crate::suite::{IV_LEN, MESSAGE_ID_LEN, TAG_LEN};
 
@@ -28,6 +31,20 @@ pub(crate) const FINAL_EXTRA: usize = FINAL_PREFIX - 4 - IV_LEN;
 
 /// Frames per batch are chosen so that a batch holds about this many bytes.
 const BATCH_TARGET: usize = 1 << 20;
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, Error> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
 
 /// Where one frame's content sits in its batch.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +77,10 @@ pub(crate) struct Layout {
 impl Layout {
     pub(crate) fn new(frame_length: u32) -> Self {
         let frame_len = frame_length as usize;
-        Self { frame_len, per_batch: (BATCH_TARGET / frame_len).max(1) }
+        Self {
+            frame_len,
+            per_batch: (BATCH_TARGET / frame_len).max(1),
+        }
     }
 
     /// Wire size of a regular frame.
@@ -72,13 +92,24 @@ impl Layout {
     pub(crate) fn batch_bytes(&self) -> usize {
         self.per_batch * self.stride()
     }
+}
 
-    /// Sizes `batch.buf` to hold a full batch plus a final frame's extra bytes.
-    pub(crate) fn prepare(&self, batch: &mut Batch) {
-        batch.frames.clear();
-        batch.len = 0;
-        batch.ok = false;
-        batch.buf.resize(self.batch_bytes() + FINAL_EXTRA, 0);
+impl Batch {
+    /// Empties the batch for reuse, keeping its allocations.
+    pub(crate) fn clear(&mut self) {
+        self.frames.clear();
+        self.len = 0;
+        self.ok = false;
+    }
+
+    /// Grows `buf` to at least `len` bytes. Buffers grow only as far as a message needs,
+    /// so small messages stay cheap; reused batches keep their size.
+    pub(crate) fn reserve_to(&mut self, len: usize) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; len];
+        } else if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
     }
 }
 
@@ -91,7 +122,7 @@ pub(crate) fn frame_iv(seq: u32) -> [u8; IV_LEN] {
 
 /// Seals and opens frames of one message.
 pub(crate) struct FrameCipher<'a> {
-    pub(crate) key: &'a LessSafeKey,
+    pub(crate) key: &'a Aes256Gcm,
     pub(crate) message_id: &'a [u8; MESSAGE_ID_LEN],
 }
 
@@ -104,7 +135,12 @@ impl FrameCipher<'_> {
         };
         let mut aad = [0u8; 80];
         let mut n = 0;
-        for part in [&self.message_id[..], label, &f.seq.to_be_bytes(), &(f.len as u64).to_be_bytes()] {
+        for part in [
+            &self.message_id[..],
+            label,
+            &f.seq.to_be_bytes(),
+            &(f.len as u64).to_be_bytes(),
+        ] {
             aad[n..n + part.len()].copy_from_slice(part);
             n += part.len();
         }
@@ -117,12 +153,8 @@ impl FrameCipher<'_> {
             let (aad, n) = self.aad(f);
             let (content, rest) = batch.buf[f.start..].split_at_mut(f.len);
             // Sealing fails only for inputs over 64 GiB; frames are at most 16 MiB.
-            if let Ok(tag) = self.key.seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(frame_iv(f.seq)),
-                Aad::from(&aad[..n]),
-                content,
-            ) {
-                rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+            if let Ok(tag) = self.key.seal(frame_iv(f.seq), &aad[..n], content) {
+                rest[..TAG_LEN].copy_from_slice(&tag);
                 batch.ok = true;
             } else {
                 batch.ok = false;
@@ -135,13 +167,8 @@ impl FrameCipher<'_> {
     pub(crate) fn open(&self, batch: &mut Batch) {
         batch.ok = batch.frames.iter().all(|f| {
             let (aad, n) = self.aad(f);
-            self.key
-                .open_in_place(
-                    Nonce::assume_unique_for_key(frame_iv(f.seq)),
-                    Aad::from(&aad[..n]),
-                    &mut batch.buf[f.start..f.start + f.len + TAG_LEN],
-                )
-                .is_ok()
+            let frame = &mut batch.buf[f.start..f.start + f.len + TAG_LEN];
+            self.key.open(frame_iv(f.seq), &aad[..n], frame).is_ok()
         });
     }
 }

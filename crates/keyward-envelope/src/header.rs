@@ -12,8 +12,6 @@
 
 use std::io::Read;
 
-use aws_lc_rs::aead::{Aad, Nonce};
-
 use crate::keyring::EncryptedDataKey;
 use crate::suite::{COMMITMENT_LEN, IV_LEN, MESSAGE_ID_LEN, MessageKeys, TAG_LEN};
 use crate::{EncryptionContext, Error, InvalidInput, Limit, Limits, Malformed, Suite};
@@ -67,12 +65,8 @@ impl Header {
     /// The full serialized header: body followed by its authentication tag.
     pub(crate) fn to_bytes(&self, keys: &MessageKeys) -> Result<Vec<u8>, Error> {
         let mut out = self.body_bytes()?;
-        let tag = keys.content.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key([0; IV_LEN]),
-            Aad::from(&out[..]),
-            &mut [],
-        )?;
-        out.extend_from_slice(tag.as_ref());
+        let tag = keys.content.seal([0; IV_LEN], &out, &mut [])?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -83,10 +77,7 @@ impl Header {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
         let mut t = *tag;
-        keys.content
-            .open_in_place(Nonce::assume_unique_for_key([0; IV_LEN]), Aad::from(body), &mut t)
-            .map(|_| ())
-            .map_err(|_| Error::DecryptionFailed)
+        keys.content.open([0; IV_LEN], body, &mut t).map(|_| ())
     }
 
     /// Reads a header from `input`, refusing anything over `limits`.
@@ -97,7 +88,11 @@ impl Header {
         input: &mut impl Read,
         limits: &Limits,
     ) -> Result<(Header, Vec<u8>, [u8; TAG_LEN]), Error> {
-        let mut r = HeaderReader { input, raw: Vec::with_capacity(512), limit: limits.max_header_len };
+        let mut r = HeaderReader {
+            input,
+            raw: Vec::with_capacity(512),
+            limit: limits.max_header_len,
+        };
         let version = r.u8()?;
         if version != VERSION {
             return Err(Malformed::UnsupportedVersion(version).into());
@@ -124,7 +119,11 @@ impl Header {
             }
             let provider_info = r.field()?.to_vec();
             let ciphertext = r.field()?.to_vec();
-            encrypted_data_keys.push(EncryptedDataKey { provider_id, provider_info, ciphertext });
+            encrypted_data_keys.push(EncryptedDataKey {
+                provider_id,
+                provider_info,
+                ciphertext,
+            });
         }
 
         let content_type = r.u8()?;
@@ -140,8 +139,14 @@ impl Header {
         }
         let commitment: [u8; COMMITMENT_LEN] = r.array()?;
         let tag: [u8; TAG_LEN] = r.array()?;
-        let header =
-            Header { suite, message_id, context, encrypted_data_keys, frame_length, commitment };
+        let header = Header {
+            suite,
+            message_id,
+            context,
+            encrypted_data_keys,
+            frame_length,
+            commitment,
+        };
         Ok((header, r.raw, tag))
     }
 }

@@ -73,7 +73,10 @@ impl std::fmt::Debug for MultiKeyring {
 impl MultiKeyring {
     /// A multi-keyring whose `generator` makes the data key.
     pub fn new(generator: Box<dyn Keyring>) -> Self {
-        Self { generator: Some(generator), children: Vec::new() }
+        Self {
+            generator: Some(generator),
+            children: Vec::new(),
+        }
     }
 
     /// A multi-keyring without a generator: on encrypt the data key must come from elsewhere.
@@ -88,7 +91,10 @@ impl MultiKeyring {
     }
 
     fn all(&self) -> impl Iterator<Item = &dyn Keyring> {
-        self.generator.iter().chain(self.children.iter()).map(|k| &**k)
+        self.generator
+            .iter()
+            .chain(self.children.iter())
+            .map(|k| &**k)
     }
 }
 

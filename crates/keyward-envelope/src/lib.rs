@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod aead;
 mod context;
 mod decrypt;
 mod encrypt;

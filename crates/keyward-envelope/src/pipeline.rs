@@ -70,7 +70,9 @@ pub(crate) fn run(
         let mut done = false;
         loop {
             if let Some(batch) = next.take() {
-                to_workers[sent % workers].send(batch).map_err(|_| worker_gone())?;
+                to_workers[sent % workers]
+                    .send(batch)
+                    .map_err(|_| worker_gone())?;
                 sent += 1;
             }
             if done && received == sent {
@@ -82,7 +84,9 @@ pub(crate) fn run(
                 next = Some(batch);
                 continue;
             }
-            let mut batch = from_workers[received % workers].recv().map_err(|_| worker_gone())?;
+            let mut batch = from_workers[received % workers]
+                .recv()
+                .map_err(|_| worker_gone())?;
             received += 1;
             drain(&mut batch)?;
             spare.push(batch);

@@ -11,8 +11,7 @@
 //! so messages interoperate with the raw AES keyrings and raw master keys of the other
 //! AWS Encryption SDK implementations.
 
-use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-
+use crate::aead::Aes256Gcm;
 use crate::keyring::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring};
 use crate::suite::{IV_LEN, TAG_LEN};
 use crate::{DATA_KEY_LEN, DataKey, Error, InvalidInput, WrappingKey};
@@ -23,7 +22,7 @@ const TAG_BITS: u32 = 128;
 pub struct RawAesKeyring {
     namespace: String,
     name: String,
-    key: LessSafeKey,
+    key: Aes256Gcm,
 }
 
 impl std::fmt::Debug for RawAesKeyring {
@@ -48,8 +47,12 @@ impl RawAesKeyring {
         if name.len() + 8 + IV_LEN > usize::from(u16::MAX) {
             return Err(InvalidInput::FieldTooLong("key name").into());
         }
-        let key = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, key.expose_secret())?);
-        Ok(Self { namespace: namespace.to_owned(), name: name.to_owned(), key })
+        let key = Aes256Gcm::new(key.expose_secret())?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key,
+        })
     }
 
     /// The IV of an encrypted data key that this keyring wrote, if it is one.
@@ -60,7 +63,8 @@ impl RawAesKeyring {
         let rest = edk.provider_info.strip_prefix(self.name.as_bytes())?;
         let (tag_bits, rest) = rest.split_first_chunk::<4>()?;
         let (iv_len, iv) = rest.split_first_chunk::<4>()?;
-        if u32::from_be_bytes(*tag_bits) != TAG_BITS || u32::from_be_bytes(*iv_len) != IV_LEN as u32 {
+        if u32::from_be_bytes(*tag_bits) != TAG_BITS || u32::from_be_bytes(*iv_len) != IV_LEN as u32
+        {
             return None;
         }
         iv.try_into().ok()
@@ -78,12 +82,8 @@ impl Keyring for RawAesKeyring {
         aws_lc_rs::rand::fill(&mut iv)?;
 
         let mut ciphertext = data_key.expose_secret().to_vec();
-        let tag = self.key.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(&aad[..]),
-            &mut ciphertext,
-        )?;
-        ciphertext.extend_from_slice(tag.as_ref());
+        let tag = self.key.seal(iv, &aad, &mut ciphertext)?;
+        ciphertext.extend_from_slice(&tag);
 
         let mut provider_info = Vec::with_capacity(self.name.len() + 8 + IV_LEN);
         provider_info.extend_from_slice(self.name.as_bytes());
@@ -107,11 +107,11 @@ impl Keyring for RawAesKeyring {
     ) -> Result<Option<DataKey>, Error> {
         let aad = materials.context.serialize()?;
         for edk in edks {
-            let Some(iv) = self.iv_if_ours(edk) else { continue };
+            let Some(iv) = self.iv_if_ours(edk) else {
+                continue;
+            };
             let mut buf = zeroize::Zeroizing::new(edk.ciphertext.clone());
-            if let Ok(plain) =
-                self.key.open_in_place(Nonce::assume_unique_for_key(iv), Aad::from(&aad[..]), &mut buf)
-            {
+            if let Ok(plain) = self.key.open(iv, &aad, &mut buf) {
                 return Ok(DataKey::try_from_slice(plain));
             }
         }
@@ -142,17 +142,24 @@ mod tests {
         let ec: EncryptionContext = [("a", "b")].into_iter().collect();
         let (dk, edks) = wrap(&k, &ec);
         assert_eq!(edks[0].provider_info.len(), 4 + 8 + 12);
-        let dm = DecryptionMaterials { suite: Suite::default(), context: &ec };
+        let dm = DecryptionMaterials {
+            suite: Suite::default(),
+            context: &ec,
+        };
         let got = k.on_decrypt(&dm, &edks).unwrap().unwrap();
         assert_eq!(got.expose_secret(), dk.expose_secret());
 
         let other_ec: EncryptionContext = [("a", "c")].into_iter().collect();
-        let dm2 = DecryptionMaterials { suite: Suite::default(), context: &other_ec };
+        let dm2 = DecryptionMaterials {
+            suite: Suite::default(),
+            context: &other_ec,
+        };
         assert!(k.on_decrypt(&dm2, &edks).unwrap().is_none());
 
         let other_name = RawAesKeyring::new("ns", "other", &key).unwrap();
         assert!(other_name.on_decrypt(&dm, &edks).unwrap().is_none());
-        let other_key = RawAesKeyring::new("ns", "name", &WrappingKey::generate().unwrap()).unwrap();
+        let other_key =
+            RawAesKeyring::new("ns", "name", &WrappingKey::generate().unwrap()).unwrap();
         assert!(other_key.on_decrypt(&dm, &edks).unwrap().is_none());
     }
 

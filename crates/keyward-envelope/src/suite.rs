@@ -3,9 +3,10 @@
 //! Specification: `framework/algorithm-suites.md` and `framework/transitive-requirements.md`
 //! of the AWS Encryption SDK specification.
 
-use aws_lc_rs::{aead, constant_time, hkdf};
+use aws_lc_rs::{constant_time, hkdf};
 use zeroize::Zeroizing;
 
+use crate::aead::Aes256Gcm;
 use crate::{DataKey, Error, Malformed};
 
 /// Length of the message id of message format version 2, in bytes.
@@ -55,7 +56,7 @@ impl Suite {
 
 /// The per-message keys derived from a data key and a message id.
 pub(crate) struct MessageKeys {
-    pub(crate) content: aead::LessSafeKey,
+    pub(crate) content: Aes256Gcm,
     pub(crate) commitment: Zeroizing<[u8; COMMITMENT_LEN]>,
 }
 
@@ -80,10 +81,14 @@ impl MessageKeys {
         prk.expand(&info, Len32)?.fill(&mut content[..])?;
 
         let mut commitment = Zeroizing::new([0u8; COMMITMENT_LEN]);
-        prk.expand(&[b"COMMITKEY"], Len32)?.fill(&mut commitment[..])?;
+        prk.expand(&[b"COMMITKEY"], Len32)?
+            .fill(&mut commitment[..])?;
 
-        let content = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &content[..])?);
-        Ok(Self { content, commitment })
+        let content = Aes256Gcm::new(&content)?;
+        Ok(Self {
+            content,
+            commitment,
+        })
     }
 
     /// Compares the derived commitment with the one in a header, in constant time.

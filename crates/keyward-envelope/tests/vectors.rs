@@ -51,7 +51,10 @@ fn vectors() -> Vec<Vector> {
                 description: s("description"),
                 suite: u16::from_str_radix(s("suite_id").trim_start_matches("0x"), 16).unwrap(),
                 data_key: DataKey::try_from_slice(&key).unwrap(),
-                context: ctx.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect(),
+                context: ctx
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect(),
                 message: b64.decode(s("message_b64")).unwrap(),
                 plaintext: b64.decode(s("plaintext_b64")).unwrap(),
             }
@@ -60,7 +63,10 @@ fn vectors() -> Vec<Vector> {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -70,9 +76,17 @@ fn every_vector_decrypts_to_its_plaintext() {
     for v in vectors {
         for parallelism in [1, 2] {
             let mut out = Vec::new();
-            let options = DecryptOptions { parallelism, ..Default::default() };
-            let summary = decrypt(&GivenDataKey(v.data_key.clone()), &options, &v.message[..], &mut out)
-                .unwrap_or_else(|e| panic!("{}: {e}", v.description));
+            let options = DecryptOptions {
+                parallelism,
+                ..Default::default()
+            };
+            let summary = decrypt(
+                &GivenDataKey(v.data_key.clone()),
+                &options,
+                &v.message[..],
+                &mut out,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", v.description));
             assert_eq!(out, v.plaintext, "{}", v.description);
             assert_eq!(summary.header.suite.id(), v.suite, "{}", v.description);
             assert_eq!(summary.header.context, v.context, "{}", v.description);
@@ -92,7 +106,11 @@ fn fail_every_vector_with_a_wrong_data_key() {
             &v.message[..],
             &mut out,
         );
-        assert!(matches!(r, Err(Error::DecryptionFailed)), "{}", v.description);
+        assert!(
+            matches!(r, Err(Error::DecryptionFailed)),
+            "{}",
+            v.description
+        );
         assert!(out.is_empty());
     }
 }
@@ -104,8 +122,17 @@ fn fail_every_vector_with_a_flipped_byte() {
             let mut m = v.message.clone();
             m[i] ^= 0x01;
             let mut out = Vec::new();
-            let r = decrypt(&GivenDataKey(v.data_key.clone()), &DecryptOptions::default(), &m[..], &mut out);
-            assert!(r.is_err(), "{}: flipping byte {i} went unnoticed", v.description);
+            let r = decrypt(
+                &GivenDataKey(v.data_key.clone()),
+                &DecryptOptions::default(),
+                &m[..],
+                &mut out,
+            );
+            assert!(
+                r.is_err(),
+                "{}: flipping byte {i} went unnoticed",
+                v.description
+            );
         }
     }
 }
