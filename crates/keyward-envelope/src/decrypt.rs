@@ -52,7 +52,7 @@ pub struct DecryptSummary {
 pub fn decrypt(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
-    mut input: impl Read,
+    mut input: impl Read + Send,
     mut output: impl Write,
 ) -> Result<DecryptSummary, Error> {
     let limits = &options.limits;

@@ -59,7 +59,7 @@ pub fn encrypt(
     keyring: &dyn Keyring,
     context: &EncryptionContext,
     options: &EncryptOptions,
-    input: impl Read,
+    input: impl Read + Send,
     mut output: impl Write,
 ) -> Result<EncryptSummary, Error> {
     if options.frame_length == 0 || options.frame_length > MAX_FRAME_LENGTH {

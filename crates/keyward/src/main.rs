@@ -1,1 +1,41 @@
-fn main() {}
+//! keyward: self-hosted key management and envelope encryption.
+//!
+//! `main` only parses arguments and calls in; each command lives in its own module.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+mod envelope;
+mod files;
+
+/// Exit code for a bad flag or setting (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    let result = match cli.command {
+        cli::Command::Keygen(args) => envelope::keygen(&args),
+        cli::Command::Encrypt(args) => envelope::encrypt(&args),
+        cli::Command::Decrypt(args) => envelope::decrypt(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
