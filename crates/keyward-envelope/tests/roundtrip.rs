@@ -358,3 +358,32 @@ proptest! {
         prop_assert_eq!(open(&key, &msg, &options).unwrap(), pt);
     }
 }
+
+#[test]
+fn many_batches_any_parallelism_and_failures_midway() {
+    let key = WrappingKey::generate().unwrap();
+    let pt = pattern(5 * 1024 * 1024 + 123);
+    for suite in SUITES {
+        let msg = seal(&key, suite, 64 * 1024, &EncryptionContext::new(), &pt);
+        for parallelism in [1, 2, 3] {
+            let options = DecryptOptions {
+                parallelism,
+                ..Default::default()
+            };
+            assert_eq!(open(&key, &msg, &options).unwrap(), pt);
+
+            // A bad frame in the fourth batch: the batches before it are released, then
+            // decryption fails.
+            let mut bad = msg.clone();
+            let at = 3 * 1024 * 1024 + 500;
+            bad[at] ^= 0x40;
+            let mut out = Vec::new();
+            let r = decrypt(&keyring(&key), &options, &bad[..], &mut out);
+            assert!(matches!(r, Err(Error::DecryptionFailed)));
+            assert!(out.len() < at && pt.starts_with(&out));
+
+            let r = open(&key, &msg[..msg.len() / 2], &options);
+            assert!(matches!(r, Err(Error::Malformed(Malformed::Truncated))));
+        }
+    }
+}
