@@ -149,11 +149,15 @@ pub fn encrypt(
 }
 
 /// Reads plaintext into batches in wire layout, deciding which frame is final.
+///
+/// A frame that fills completely is a regular frame; the first frame the input cannot
+/// fill is the final frame. So a plaintext that is an exact multiple of the frame length
+/// ends with an empty final frame. The specification prefers a full final frame, but the
+/// AWS Encryption SDK for Python (3.x) and the AWS Encryption CLI refuse one ("Invalid
+/// final frame length: 4096 >= 4096"), while every implementation accepts an empty one.
 struct PlainSource<R> {
     input: R,
     layout: Layout,
-    /// One byte read ahead to learn whether a full frame was the last.
-    carry: Option<u8>,
     next_seq: u32,
     plaintext_len: u64,
 }
@@ -163,7 +167,6 @@ impl<R: Read> PlainSource<R> {
         Self {
             input,
             layout,
-            carry: None,
             next_seq: 1,
             plaintext_len: 0,
         }
@@ -177,72 +180,47 @@ impl<R: Read> PlainSource<R> {
         for i in 0..layout.per_batch {
             let at = i * stride;
             batch.reserve_to(at + stride + FINAL_EXTRA);
-            let n = self.read_full(&mut batch.buf[at + 16..at + 16 + layout.frame_len])?;
+            let n = read_full(
+                &mut self.input,
+                &mut batch.buf[at + 16..at + 16 + layout.frame_len],
+            )?;
             self.plaintext_len += n as u64;
-            if n == 0 && i > 0 {
-                // The previous frame was full and turned out to be the last.
-                make_final(batch);
-                return Ok(true);
-            }
             let seq = self.next_seq;
-            self.next_seq = seq.checked_add(1).ok_or(InvalidInput::TooManyFrames)?;
             if seq == FINAL_MARKER {
                 return Err(InvalidInput::TooManyFrames.into());
             }
-            batch.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
-            batch.buf[at + 4..at + 16].copy_from_slice(&frame_iv(seq));
-            batch.frames.push(FrameRef {
+            self.next_seq += 1;
+            let frame = FrameRef {
                 seq,
                 is_final: false,
                 start: at + 16,
                 len: n,
-            });
-            batch.len = at + stride;
-            let last_slot = i + 1 == layout.per_batch;
-            if n < layout.frame_len || (last_slot && self.at_eof()?) {
-                make_final(batch);
+            };
+            if n < layout.frame_len {
+                write_final(batch, frame);
                 return Ok(true);
             }
+            batch.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            batch.buf[at + 4..at + 16].copy_from_slice(&frame_iv(seq));
+            batch.frames.push(frame);
+            batch.len = at + stride;
         }
         Ok(false)
     }
-
-    /// Reads until `buf` is full or the input ends; returns the bytes read.
-    fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        match (self.carry.take(), buf.split_first_mut()) {
-            (Some(b), Some((first, rest))) => {
-                *first = b;
-                Ok(1 + read_full(&mut self.input, rest)?)
-            }
-            _ => read_full(&mut self.input, buf),
-        }
-    }
-
-    fn at_eof(&mut self) -> Result<bool, Error> {
-        if self.carry.is_some() {
-            return Ok(false);
-        }
-        let mut b = [0u8; 1];
-        let n = self.read_full(&mut b)?;
-        self.carry = (n == 1).then_some(b[0]);
-        Ok(n == 0)
-    }
 }
 
-/// Rewrites the batch's last frame, laid out as a regular frame, as the final frame.
-fn make_final(batch: &mut Batch) {
-    let Some(f) = batch.frames.last_mut() else {
-        return;
-    };
-    let at = f.start - 16;
+/// Lays out `frame`, read as if it were a regular frame, as the final frame and adds it.
+fn write_final(batch: &mut Batch, mut frame: FrameRef) {
+    let at = frame.start - 16;
     batch
         .buf
-        .copy_within(f.start..f.start + f.len, at + FINAL_PREFIX);
+        .copy_within(frame.start..frame.start + frame.len, at + FINAL_PREFIX);
     batch.buf[at..at + 4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
-    batch.buf[at + 4..at + 8].copy_from_slice(&f.seq.to_be_bytes());
-    batch.buf[at + 8..at + 20].copy_from_slice(&frame_iv(f.seq));
-    batch.buf[at + 20..at + 24].copy_from_slice(&(f.len as u32).to_be_bytes());
-    f.is_final = true;
-    f.start = at + FINAL_PREFIX;
-    batch.len = f.start + f.len + crate::suite::TAG_LEN;
+    batch.buf[at + 4..at + 8].copy_from_slice(&frame.seq.to_be_bytes());
+    batch.buf[at + 8..at + 20].copy_from_slice(&frame_iv(frame.seq));
+    batch.buf[at + 20..at + 24].copy_from_slice(&(frame.len as u32).to_be_bytes());
+    frame.is_final = true;
+    frame.start = at + FINAL_PREFIX;
+    batch.len = frame.start + frame.len + crate::suite::TAG_LEN;
+    batch.frames.push(frame);
 }

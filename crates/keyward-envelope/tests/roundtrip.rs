@@ -101,19 +101,15 @@ fn sizes_around_frame_boundaries_both_suites() {
 }
 
 #[test]
-fn exact_multiple_ends_with_a_full_final_frame() {
+fn exact_multiple_ends_with_an_empty_final_frame() {
+    // The AWS Encryption SDK for Python refuses a full final frame.
     let key = WrappingKey::generate().unwrap();
-    let msg = seal(
-        &key,
-        Suite::AesGcmHkdfCommit,
-        16,
-        &EncryptionContext::new(),
-        &pattern(48),
-    );
+    let ctx = EncryptionContext::new();
+    let msg = seal(&key, Suite::AesGcmHkdfCommit, 16, &ctx, &pattern(48));
     let h = header_len(&msg);
-    // Two regular frames, then a final frame holding the last 16 bytes.
-    assert_eq!(msg.len(), h + 2 * (16 + 32) + 4 + 4 + 12 + 4 + 16 + 16);
-    assert_eq!(&msg[h + 2 * 48..h + 2 * 48 + 4], &[0xff; 4]);
+    // Three regular frames, then an empty final frame.
+    assert_eq!(msg.len(), h + 3 * (16 + 32) + 4 + 4 + 12 + 4 + 16);
+    assert_eq!(&msg[h + 3 * 48..h + 3 * 48 + 4], &[0xff; 4]);
 }
 
 #[test]

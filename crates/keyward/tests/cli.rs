@@ -246,11 +246,11 @@ fn sig_len(msg: &[u8]) -> usize {
 fn fail_to_stdout_exits_non_zero_after_partial_output() {
     let dir = Dir::new();
     let key = dir.key("k");
-    let pt = pattern(3 * 1024 * 1024);
+    let pt = pattern(3 * 1024 * 1024 + 100);
     let enc = keyward_stdin(&["encrypt", "--key-file", &key], &pt);
     let mut m = enc.stdout;
     let n = m.len();
-    m[n - 20] ^= 1; // in the last frame
+    m[n - 20] ^= 1; // in the last frame's tag
     let dec = keyward_stdin(&["decrypt", "--key-file", &key], &m);
     assert_eq!(dec.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dec.stderr).starts_with("keyward: decryption failed"));

@@ -172,7 +172,8 @@ fn interop_python_esdk_raw_aes_both_directions() {
         .arg(p("py.enc"))
         .arg("--out")
         .arg(p("wrong.dec"))
-        .status()
-        .unwrap();
+        .output()
+        .unwrap()
+        .status;
     assert!(!status.success() && !p("wrong.dec").exists());
 }
