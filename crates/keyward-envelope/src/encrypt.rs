@@ -86,8 +86,12 @@ pub fn encrypt(
         encrypted_data_keys: Vec::new(),
     };
     keyring.on_encrypt(&mut materials)?;
-    let (Some(data_key), false) = (materials.data_key, materials.encrypted_data_keys.is_empty())
-    else {
+    let EncryptionMaterials {
+        data_key,
+        encrypted_data_keys,
+        ..
+    } = materials;
+    let (Some(data_key), false) = (data_key, encrypted_data_keys.is_empty()) else {
         return Err(InvalidInput::NoDataKey.into());
     };
 
@@ -98,8 +102,8 @@ pub fn encrypt(
     let header = Header {
         suite,
         message_id,
-        context: full_context.clone(),
-        encrypted_data_keys: materials.encrypted_data_keys,
+        context: full_context,
+        encrypted_data_keys,
         frame_length: options.frame_length,
         commitment: *keys.commitment,
     };

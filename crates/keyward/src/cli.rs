@@ -53,16 +53,23 @@ pub(crate) struct KeyArgs {
     pub(crate) key_name: String,
 }
 
+/// Where data comes from and goes; shared by encrypt and decrypt.
 #[derive(Debug, Args)]
-pub(crate) struct EncryptArgs {
-    #[command(flatten)]
-    pub(crate) keys: KeyArgs,
+pub(crate) struct IoArgs {
     /// Input file, or `-` for standard input.
     #[arg(long = "in", default_value = "-", value_name = "FILE")]
     pub(crate) input: PathBuf,
     /// Output file, or `-` for standard output.
     #[arg(long = "out", default_value = "-", value_name = "FILE")]
     pub(crate) output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EncryptArgs {
+    #[command(flatten)]
+    pub(crate) keys: KeyArgs,
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
     /// An encryption context pair bound to the message. Repeatable.
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub(crate) context: Vec<(String, String)>,
@@ -83,12 +90,8 @@ pub(crate) struct EncryptArgs {
 pub(crate) struct DecryptArgs {
     #[command(flatten)]
     pub(crate) keys: KeyArgs,
-    /// Input file, or `-` for standard input.
-    #[arg(long = "in", default_value = "-", value_name = "FILE")]
-    pub(crate) input: PathBuf,
-    /// Output file, or `-` for standard output.
-    #[arg(long = "out", default_value = "-", value_name = "FILE")]
-    pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
     /// A pair the message's encryption context must contain. Repeatable.
     #[arg(long = "require-context", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub(crate) require_context: Vec<(String, String)>,

@@ -21,8 +21,8 @@ pub(crate) fn encrypt(args: &EncryptArgs) -> Result<(), CliError> {
         frame_length: args.frame_length,
         parallelism: args.threads,
     };
-    let input = open_input(&args.input)?;
-    let mut output = Output::create(&args.output, &args.input, true)?;
+    let input = open_input(&args.io.input)?;
+    let mut output = Output::create(&args.io.output, &args.io.input, true)?;
     keyward_envelope::encrypt(&*keyring, &context, &options, input, output.writer()).map_err(
         |e| match e {
             Error::InvalidInput(e) => CliError::usage(e.to_string()),
@@ -43,8 +43,8 @@ pub(crate) fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
         },
         parallelism: args.threads,
     };
-    let input = open_input(&args.input)?;
-    let mut output = Output::create(&args.output, &args.input, false)?;
+    let input = open_input(&args.io.input)?;
+    let mut output = Output::create(&args.io.output, &args.io.input, false)?;
     let to_stdout = matches!(output, Output::Stdout(_));
     match keyward_envelope::decrypt(&*keyring, &options, input, output.writer()) {
         Ok(_) => output.commit(),

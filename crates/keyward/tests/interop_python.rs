@@ -52,57 +52,67 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
 }
 
+/// `keyward OP --key-file KEY --in IN --out OUT`.
+fn keyward(op: &str, key: &Path, input: &Path, output: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    cmd.arg(op)
+        .arg("--key-file")
+        .arg(key)
+        .arg("--in")
+        .arg(input)
+        .arg("--out")
+        .arg(output);
+    cmd
+}
+
+/// `python esdk_raw.py OP --key-file KEY --in IN --out OUT`.
+fn esdk(python: &Path, op: &str, key: &Path, input: &Path, output: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_root().join("tests/interop/esdk_raw.py"))
+        .arg(op);
+    cmd.arg("--key-file")
+        .arg(key)
+        .arg("--in")
+        .arg(input)
+        .arg("--out")
+        .arg(output);
+    cmd
+}
+
 #[test]
 fn interop_python_esdk_raw_aes_both_directions() {
     let Some(python) = python() else { return };
-    let script = repo_root().join("tests/interop/esdk_raw.py");
-    let kw = env!("CARGO_BIN_EXE_keyward");
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
-    run(Command::new(kw).args(["keygen", "--out"]).arg(p("key")));
+    let (key, other) = (p("key"), p("other"));
+    for k in [&key, &other] {
+        run(Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .arg("keygen")
+            .arg("--out")
+            .arg(k));
+    }
+    let context = ["--context", "purpose=interop", "--context", "tenant=t1"];
+    let required = [
+        "--require-context",
+        "purpose=interop",
+        "--require-context",
+        "tenant=t1",
+    ];
 
     let frame = 4096;
-    let sizes = [0, 1, 2 * frame, 300 * frame + 17];
     for suite in ["0478", "0578"] {
-        for len in sizes {
+        for len in [0, 1, 2 * frame, 300 * frame + 17] {
             let what = format!("suite {suite}, {len} bytes");
             let pt = pattern(len);
             fs::write(p("pt"), &pt).unwrap();
-            for f in ["py.enc", "kw.dec", "kw.enc", "py.dec"] {
-                let _ = fs::remove_file(p(f));
-            }
+            let framing = ["--frame-length".to_owned(), frame.to_string()];
 
             // Python encrypts, keyward decrypts.
-            run(Command::new(&python)
-                .arg(&script)
-                .args([
-                    "encrypt",
-                    "--suite",
-                    suite,
-                    "--frame-length",
-                    &frame.to_string(),
-                ])
-                .args(["--context", "purpose=interop", "--context", "tenant=t1"])
-                .arg("--key-file")
-                .arg(p("key"))
-                .arg("--in")
-                .arg(p("pt"))
-                .arg("--out")
-                .arg(p("py.enc")));
-            run(Command::new(kw)
-                .args([
-                    "decrypt",
-                    "--require-context",
-                    "purpose=interop",
-                    "--require-context",
-                    "tenant=t1",
-                ])
-                .arg("--key-file")
-                .arg(p("key"))
-                .arg("--in")
-                .arg(p("py.enc"))
-                .arg("--out")
-                .arg(p("kw.dec")));
+            run(esdk(&python, "encrypt", &key, &p("pt"), &p("py.enc"))
+                .args(["--suite", suite])
+                .args(&framing)
+                .args(context));
+            run(keyward("decrypt", &key, &p("py.enc"), &p("kw.dec")).args(required));
             assert_eq!(
                 fs::read(p("kw.dec")).unwrap(),
                 pt,
@@ -110,36 +120,11 @@ fn interop_python_esdk_raw_aes_both_directions() {
             );
 
             // keyward encrypts, Python decrypts.
-            run(Command::new(kw)
-                .args([
-                    "encrypt",
-                    "--suite",
-                    &format!("0x{suite}"),
-                    "--frame-length",
-                    &frame.to_string(),
-                ])
-                .args(["--context", "purpose=interop", "--context", "tenant=t1"])
-                .arg("--key-file")
-                .arg(p("key"))
-                .arg("--in")
-                .arg(p("pt"))
-                .arg("--out")
-                .arg(p("kw.enc")));
-            run(Command::new(&python)
-                .arg(&script)
-                .args([
-                    "decrypt",
-                    "--context",
-                    "purpose=interop",
-                    "--context",
-                    "tenant=t1",
-                ])
-                .arg("--key-file")
-                .arg(p("key"))
-                .arg("--in")
-                .arg(p("kw.enc"))
-                .arg("--out")
-                .arg(p("py.dec")));
+            run(keyward("encrypt", &key, &p("pt"), &p("kw.enc"))
+                .args(["--suite", &format!("0x{suite}")])
+                .args(&framing)
+                .args(context));
+            run(esdk(&python, "decrypt", &key, &p("kw.enc"), &p("py.dec")).args(context));
             assert_eq!(
                 fs::read(p("py.dec")).unwrap(),
                 pt,
@@ -150,30 +135,13 @@ fn interop_python_esdk_raw_aes_both_directions() {
 
     // Python refuses a keyward message under the wrong key, and keyward refuses a Python
     // message with a mismatched context: neither leaves an output file.
-    run(Command::new(kw).args(["keygen", "--out"]).arg(p("other")));
-    let status = Command::new(&python)
-        .arg(&script)
-        .arg("decrypt")
-        .arg("--key-file")
-        .arg(p("other"))
-        .arg("--in")
-        .arg(p("kw.enc"))
-        .arg("--out")
-        .arg(p("wrong.dec"))
+    let out = esdk(&python, "decrypt", &other, &p("kw.enc"), &p("wrong"))
         .output()
-        .unwrap()
-        .status;
-    assert!(!status.success() && !p("wrong.dec").exists());
-    let status = Command::new(kw)
-        .args(["decrypt", "--require-context", "purpose=other"])
-        .arg("--key-file")
-        .arg(p("key"))
-        .arg("--in")
-        .arg(p("py.enc"))
-        .arg("--out")
-        .arg(p("wrong.dec"))
+        .unwrap();
+    assert!(!out.status.success() && !p("wrong").exists());
+    let out = keyward("decrypt", &key, &p("py.enc"), &p("wrong"))
+        .args(["--require-context", "purpose=other"])
         .output()
-        .unwrap()
-        .status;
-    assert!(!status.success() && !p("wrong.dec").exists());
+        .unwrap();
+    assert!(!out.status.success() && !p("wrong").exists());
 }
