@@ -1,0 +1,87 @@
+//! keyward's storage: the records the KMS keeps, the [`Store`] trait over them, and
+//! [`SqliteStore`], the embedded default.
+//!
+//! Every method is one transaction: it either happens whole and durably (SQLite WAL with
+//! `synchronous = FULL`: an acknowledged write survives kill -9 and power loss) or not
+//! at all. Updates to a key are guarded by its `generation`, so two writers can never
+//! silently overwrite each other. Key material arrives here already wrapped by the root
+//! key: the store never sees it in plain.
+
+#![warn(missing_docs)]
+
+mod records;
+mod sqlite;
+
+pub use records::{Alias, KeyRecord, KeyState, RotationType, VersionRecord};
+pub use sqlite::SqliteStore;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with this identity exists already.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The record changed since it was read (its generation moved on): re-read and retry.
+    #[error("conflicting update")]
+    Conflict,
+    /// The stored data does not make sense (a bad enum value, a wrong-sized id).
+    #[error("corrupt record: {0}")]
+    Corrupt(&'static str),
+    /// The database itself failed: I/O, a full disk, a locked or damaged file.
+    #[error("database error: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Everything the KMS keeps, behind one interface for every backend.
+pub trait Store: Send + Sync {
+    /// Adds a key with its first version.
+    fn create_key(&self, key: &KeyRecord, first: &VersionRecord) -> Result<(), StoreError>;
+    /// A key by id, in any state.
+    fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Keys in id order, after `after`, at most `limit`.
+    fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Replaces a key's record if its stored generation is `key.generation - 1`.
+    fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Replaces a key's record (as [`Store::update_key`]) and adds a version, atomically.
+    fn rotate_key(&self, key: &KeyRecord, version: &VersionRecord) -> Result<(), StoreError>;
+    /// One version of a key.
+    fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>, StoreError>;
+    /// Every version of a key, oldest first.
+    fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>, StoreError>;
+    /// Destroys a key for good: its versions (the wrapped material), aliases and tags are
+    /// deleted and overwritten; the key record stays, with no versions, to answer
+    /// "not found" consistently.
+    fn destroy_key(&self, key_id: &str) -> Result<(), StoreError>;
+
+    /// Adds an alias.
+    fn create_alias(&self, alias: &Alias) -> Result<(), StoreError>;
+    /// Points an existing alias at another key.
+    fn update_alias(&self, name: &str, key_id: &str, now: i64) -> Result<(), StoreError>;
+    /// Removes an alias.
+    fn delete_alias(&self, name: &str) -> Result<(), StoreError>;
+    /// An alias by name.
+    fn alias(&self, name: &str) -> Result<Option<Alias>, StoreError>;
+    /// Aliases in name order, optionally only those of one key.
+    fn aliases(
+        &self,
+        key_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Alias>, StoreError>;
+
+    /// Sets tags on a key, replacing values of existing tag keys.
+    fn tag(&self, key_id: &str, tags: &[(String, String)]) -> Result<(), StoreError>;
+    /// Removes tags from a key.
+    fn untag(&self, key_id: &str, tag_keys: &[String]) -> Result<(), StoreError>;
+    /// A key's tags in tag-key order.
+    fn tags(&self, key_id: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A value stored by name (root-key check values, settings).
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a value by name if none is stored yet; returns the value now stored.
+    fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+}

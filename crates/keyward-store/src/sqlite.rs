@@ -1,0 +1,504 @@
+//! The embedded SQLite store.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::{Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE keys (
+    key_id               TEXT PRIMARY KEY,
+    created_at           INTEGER NOT NULL,
+    description          TEXT NOT NULL,
+    state                TEXT NOT NULL,
+    deletion_date        INTEGER,
+    pending_window_days  INTEGER,
+    rotation_period_days INTEGER,
+    next_rotation        INTEGER,
+    current_version      INTEGER NOT NULL,
+    on_demand_rotations  INTEGER NOT NULL,
+    policy               TEXT,
+    destroyed            INTEGER NOT NULL,
+    generation           INTEGER NOT NULL
+);
+CREATE TABLE key_versions (
+    key_id      TEXT NOT NULL REFERENCES keys (key_id),
+    version     INTEGER NOT NULL,
+    material_id TEXT NOT NULL,
+    wrapped     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    rotation    TEXT,
+    PRIMARY KEY (key_id, version)
+);
+CREATE TABLE aliases (
+    name       TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL REFERENCES keys (key_id),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX aliases_by_key ON aliases (key_id);
+CREATE TABLE tags (
+    key_id    TEXT NOT NULL REFERENCES keys (key_id),
+    tag_key   TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
+"#];
+
+const KEY_COLUMNS: &str = "key_id, created_at, description, state, deletion_date, \
+    pending_window_days, rotation_period_days, next_rotation, current_version, \
+    on_demand_rotations, policy, destroyed, generation";
+
+/// SQLite in one file: WAL journal, `synchronous = FULL`, `secure_delete` so destroyed
+/// key material is overwritten in the file, and a checkpoint after each destruction so
+/// no copy lingers in the write-ahead log.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        for (name, value) in [
+            ("synchronous", "FULL"),
+            ("foreign_keys", "ON"),
+            ("secure_delete", "ON"),
+        ] {
+            conn.pragma_update(None, name, value).map_err(backend)?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(backend)?;
+        let done: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)?;
+        let done =
+            usize::try_from(done).map_err(|_| StoreError::Corrupt("negative schema version"))?;
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(
+                "database schema is newer than this keyward",
+            ));
+        }
+        for sql in &MIGRATIONS[done..] {
+            tx.execute_batch(sql).map_err(backend)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (transactions
+        // roll back on drop), so the connection stays usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in an immediate (write) transaction and commits.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::AlreadyExists
+        }
+        e => StoreError::Backend(Box::new(e)),
+    }
+}
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let state: String = r.get(3)?;
+    let state = KeyState::parse(&state).ok_or_else(|| corrupt_column(3, "key state"))?;
+    Ok(KeyRecord {
+        key_id: r.get(0)?,
+        created_at: r.get(1)?,
+        description: r.get(2)?,
+        state,
+        deletion_date: r.get(4)?,
+        pending_window_days: r.get(5)?,
+        rotation_period_days: r.get(6)?,
+        next_rotation: r.get(7)?,
+        current_version: r.get(8)?,
+        on_demand_rotations: r.get(9)?,
+        policy: r.get(10)?,
+        destroyed: r.get(11)?,
+        generation: r.get::<_, i64>(12)? as u64,
+    })
+}
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<VersionRecord> {
+    let rotation: Option<String> = r.get(5)?;
+    let rotation = match rotation {
+        None => None,
+        Some(s) => Some(RotationType::parse(&s).ok_or_else(|| corrupt_column(5, "rotation type"))?),
+    };
+    Ok(VersionRecord {
+        key_id: r.get(0)?,
+        version: r.get(1)?,
+        material_id: r.get(2)?,
+        wrapped: r.get(3)?,
+        created_at: r.get(4)?,
+        rotation,
+    })
+}
+
+fn alias_from_row(r: &Row<'_>) -> rusqlite::Result<Alias> {
+    Ok(Alias {
+        name: r.get(0)?,
+        key_id: r.get(1)?,
+        created_at: r.get(2)?,
+        updated_at: r.get(3)?,
+    })
+}
+
+fn corrupt_column(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        what.to_owned().into(),
+    )
+}
+
+fn insert_key(tx: &rusqlite::Transaction<'_>, k: &KeyRecord) -> Result<(), StoreError> {
+    tx.execute(
+        &format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        params![
+            k.key_id, k.created_at, k.description, k.state.as_str(), k.deletion_date,
+            k.pending_window_days, k.rotation_period_days, k.next_rotation, k.current_version,
+            k.on_demand_rotations, k.policy, k.destroyed, k.generation as i64
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Writes `k` over the stored record if that record's generation is `k.generation - 1`.
+fn replace_key(tx: &rusqlite::Transaction<'_>, k: &KeyRecord) -> Result<(), StoreError> {
+    let previous = k.generation.checked_sub(1).ok_or(StoreError::Conflict)? as i64;
+    let n = tx
+        .execute(
+            "UPDATE keys SET description = ?2, state = ?3, deletion_date = ?4, \
+             pending_window_days = ?5, rotation_period_days = ?6, next_rotation = ?7, \
+             current_version = ?8, on_demand_rotations = ?9, policy = ?10, destroyed = ?11, \
+             generation = ?12 WHERE key_id = ?1 AND generation = ?13",
+            params![
+                k.key_id,
+                k.description,
+                k.state.as_str(),
+                k.deletion_date,
+                k.pending_window_days,
+                k.rotation_period_days,
+                k.next_rotation,
+                k.current_version,
+                k.on_demand_rotations,
+                k.policy,
+                k.destroyed,
+                k.generation as i64,
+                previous
+            ],
+        )
+        .map_err(backend)?;
+    match n {
+        1 => Ok(()),
+        _ if exists(tx, "SELECT 1 FROM keys WHERE key_id = ?1", &k.key_id)? => {
+            Err(StoreError::Conflict)
+        }
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+fn insert_version(tx: &rusqlite::Transaction<'_>, v: &VersionRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO key_versions (key_id, version, material_id, wrapped, created_at, rotation) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            v.key_id,
+            v.version,
+            v.material_id,
+            v.wrapped,
+            v.created_at,
+            v.rotation.map(RotationType::as_str)
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn exists(tx: &rusqlite::Transaction<'_>, sql: &str, id: &str) -> Result<bool, StoreError> {
+    tx.query_row(sql, [id], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(backend)
+}
+
+impl Store for SqliteStore {
+    fn create_key(&self, key: &KeyRecord, first: &VersionRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            insert_key(tx, key)?;
+            insert_version(tx, first)
+        })
+    }
+
+    fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            &format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"),
+            [key_id],
+            key_from_row,
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE key_id > ?1 AND destroyed = 0 ORDER BY key_id LIMIT ?2"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![after.unwrap_or(""), limit as i64], key_from_row)
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.write(|tx| replace_key(tx, key))
+    }
+
+    fn rotate_key(&self, key: &KeyRecord, version: &VersionRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            replace_key(tx, key)?;
+            insert_version(tx, version)
+        })
+    }
+
+    fn version(&self, key_id: &str, version: u32) -> Result<Option<VersionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key_id, version, material_id, wrapped, created_at, rotation FROM key_versions \
+                 WHERE key_id = ?1 AND version = ?2",
+            )
+            .map_err(backend)?;
+        stmt.query_row(params![key_id, version], version_from_row)
+            .optional()
+            .map_err(backend)
+    }
+
+    fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key_id, version, material_id, wrapped, created_at, rotation FROM key_versions \
+                 WHERE key_id = ?1 ORDER BY version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([key_id], version_from_row)
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn destroy_key(&self, key_id: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE keys SET destroyed = 1, generation = generation + 1 WHERE key_id = ?1",
+                    [key_id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            for sql in [
+                "DELETE FROM key_versions WHERE key_id = ?1",
+                "DELETE FROM aliases WHERE key_id = ?1",
+                "DELETE FROM tags WHERE key_id = ?1",
+            ] {
+                tx.execute(sql, [key_id]).map_err(backend)?;
+            }
+            Ok(())
+        })?;
+        // secure_delete zeroed the freed pages in the database; the write-ahead log
+        // still holds the old page images until it is checkpointed and truncated.
+        let conn = self.lock();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(backend)
+    }
+
+    fn create_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO aliases (name, key_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![alias.name, alias.key_id, alias.created_at, alias.updated_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn update_alias(&self, name: &str, key_id: &str, now: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE aliases SET key_id = ?2, updated_at = ?3 WHERE name = ?1",
+                    params![name, key_id, now],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn delete_alias(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM aliases WHERE name = ?1", [name])
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn alias(&self, name: &str) -> Result<Option<Alias>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT name, key_id, created_at, updated_at FROM aliases WHERE name = ?1",
+            [name],
+            alias_from_row,
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn aliases(
+        &self,
+        key_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Alias>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, key_id, created_at, updated_at FROM aliases \
+                 WHERE name > ?1 AND (?2 IS NULL OR key_id = ?2) ORDER BY name LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![after.unwrap_or(""), key_id, limit as i64],
+                alias_from_row,
+            )
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn tag(&self, key_id: &str, tags: &[(String, String)]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for (k, v) in tags {
+                tx.execute(
+                    "INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                    params![key_id, k, v],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn untag(&self, key_id: &str, tag_keys: &[String]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for k in tag_keys {
+                tx.execute(
+                    "DELETE FROM tags WHERE key_id = ?1 AND tag_key = ?2",
+                    params![key_id, k],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tags(&self, key_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([key_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)
+    }
+
+    fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, value],
+            )
+            .map_err(backend)?;
+            tx.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .map_err(backend)
+        })
+    }
+}

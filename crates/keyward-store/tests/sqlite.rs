@@ -1,0 +1,84 @@
+//! The store contract on SQLite, plus what is particular to the SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod suite;
+
+use keyward_store::{SqliteStore, Store};
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("keyward.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn keys_versions_and_generations() {
+    suite::keys_versions_and_generations(&open().1);
+}
+
+#[test]
+fn listing_aliases_and_tags() {
+    suite::listing_aliases_and_tags(&open().1);
+}
+
+#[test]
+fn destroy_removes_material() {
+    suite::destroy_removes_material(&open().1);
+}
+
+#[test]
+fn meta_is_set_once() {
+    suite::meta_is_set_once(&open().1);
+}
+
+/// Destroyed material must leave the files themselves, not just the tables.
+#[test]
+fn destroyed_material_is_gone_from_every_file() {
+    let (dir, store) = open();
+    let material = b"\x8b\x17wrapped-material-that-must-vanish\x91\x03";
+    store
+        .create_key(&suite::key("gone"), &suite::version("gone", 1, material))
+        .unwrap();
+    for i in 0..50 {
+        let id = format!("other-{i}");
+        store
+            .create_key(&suite::key(&id), &suite::version(&id, 1, b"filler"))
+            .unwrap();
+    }
+    assert!(files_contain(dir.path(), material));
+    store.destroy_key("gone").unwrap();
+    assert!(
+        !files_contain(dir.path(), material),
+        "destroyed material still in the data directory"
+    );
+}
+
+fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[test]
+fn reopening_keeps_everything_and_newer_schemas_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .create_key(&suite::key("k"), &suite::version("k", 1, b"w"))
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.key("k").unwrap(), Some(suite::key("k")));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(keyward_store::StoreError::Corrupt(_))
+    ));
+}

@@ -1,0 +1,167 @@
+//! The store contract, written once against `&dyn Store` and run for every backend.
+
+use keyward_store::{Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord};
+
+pub(crate) fn key(id: &str) -> KeyRecord {
+    KeyRecord {
+        key_id: id.to_owned(),
+        created_at: 1_700_000_000,
+        description: "test key".to_owned(),
+        state: KeyState::Enabled,
+        deletion_date: None,
+        pending_window_days: None,
+        rotation_period_days: None,
+        next_rotation: None,
+        current_version: 1,
+        on_demand_rotations: 0,
+        policy: None,
+        destroyed: false,
+        generation: 1,
+    }
+}
+
+pub(crate) fn version(id: &str, v: u32, wrapped: &[u8]) -> VersionRecord {
+    VersionRecord {
+        key_id: id.to_owned(),
+        version: v,
+        material_id: format!("{v:064x}"),
+        wrapped: wrapped.to_vec(),
+        created_at: 1_700_000_000 + i64::from(v),
+        rotation: (v > 1).then_some(RotationType::OnDemand),
+    }
+}
+
+pub(crate) fn keys_versions_and_generations(store: &dyn Store) {
+    let k = key("k1");
+    store
+        .create_key(&k, &version("k1", 1, b"wrapped-1"))
+        .unwrap();
+    assert!(matches!(
+        store.create_key(&k, &version("k1", 1, b"x")),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(store.key("k1").unwrap(), Some(k.clone()));
+    assert_eq!(store.key("nope").unwrap(), None);
+
+    // An update must name the next generation; a stale writer gets Conflict.
+    let mut disabled = k.clone();
+    disabled.state = KeyState::Disabled;
+    disabled.generation = 2;
+    store.update_key(&disabled).unwrap();
+    let mut stale = k.clone();
+    stale.description = "lost update".to_owned();
+    stale.generation = 2;
+    assert!(matches!(
+        store.update_key(&stale),
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.key("k1").unwrap().unwrap().state, KeyState::Disabled);
+
+    // Rotation adds a version and moves the key in one transaction.
+    let mut rotated = disabled.clone();
+    rotated.current_version = 2;
+    rotated.generation = 3;
+    store
+        .rotate_key(&rotated, &version("k1", 2, b"wrapped-2"))
+        .unwrap();
+    // A conflicting rotation adds nothing.
+    assert!(matches!(
+        store.rotate_key(&rotated, &version("k1", 3, b"w3")),
+        Err(StoreError::Conflict)
+    ));
+    let vs = store.versions("k1").unwrap();
+    assert_eq!(vs.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        store.version("k1", 2).unwrap().unwrap().wrapped,
+        b"wrapped-2"
+    );
+    assert_eq!(store.version("k1", 3).unwrap(), None);
+
+    let mut missing = key("missing");
+    missing.generation = 2;
+    assert!(matches!(
+        store.update_key(&missing),
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub(crate) fn listing_aliases_and_tags(store: &dyn Store) {
+    for id in ["a", "b", "c"] {
+        store.create_key(&key(id), &version(id, 1, b"w")).unwrap();
+    }
+    let page = store.keys(None, 2).unwrap();
+    assert_eq!(
+        page.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let rest = store.keys(Some("b"), 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+
+    let alias = Alias {
+        name: "alias/x".into(),
+        key_id: "a".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_alias(&alias).unwrap();
+    assert!(matches!(
+        store.create_alias(&alias),
+        Err(StoreError::AlreadyExists)
+    ));
+    store.update_alias("alias/x", "b", 2).unwrap();
+    assert_eq!(store.alias("alias/x").unwrap().unwrap().key_id, "b");
+    assert_eq!(store.aliases(Some("b"), None, 10).unwrap().len(), 1);
+    assert!(store.aliases(Some("a"), None, 10).unwrap().is_empty());
+    store.delete_alias("alias/x").unwrap();
+    assert!(matches!(
+        store.delete_alias("alias/x"),
+        Err(StoreError::NotFound)
+    ));
+
+    store
+        .tag(
+            "a",
+            &[("env".into(), "prod".into()), ("team".into(), "x".into())],
+        )
+        .unwrap();
+    store.tag("a", &[("env".into(), "dev".into())]).unwrap();
+    store.untag("a", &["team".into()]).unwrap();
+    assert_eq!(
+        store.tags("a").unwrap(),
+        [("env".to_owned(), "dev".to_owned())]
+    );
+}
+
+pub(crate) fn destroy_removes_material(store: &dyn Store) {
+    store
+        .create_key(&key("d"), &version("d", 1, b"material-of-d"))
+        .unwrap();
+    let alias = Alias {
+        name: "alias/d".into(),
+        key_id: "d".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_alias(&alias).unwrap();
+    store.destroy_key("d").unwrap();
+    assert!(store.versions("d").unwrap().is_empty());
+    assert_eq!(store.alias("alias/d").unwrap(), None);
+    assert!(store.key("d").unwrap().unwrap().destroyed);
+    assert!(
+        store
+            .keys(None, 10)
+            .unwrap()
+            .iter()
+            .all(|k| k.key_id != "d")
+    );
+}
+
+pub(crate) fn meta_is_set_once(store: &dyn Store) {
+    assert_eq!(store.meta("root").unwrap(), None);
+    assert_eq!(store.init_meta("root", b"first").unwrap(), b"first");
+    assert_eq!(store.init_meta("root", b"second").unwrap(), b"first");
+    assert_eq!(store.meta("root").unwrap().as_deref(), Some(&b"first"[..]));
+}
