@@ -1,0 +1,483 @@
+//! The KMS: key resolution, the in-memory cache, and the cryptographic operations.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use keyward_store::{KeyRecord, KeyState, Store, StoreError};
+use zeroize::Zeroizing;
+
+use crate::blob::{self, BlobHeader, EncryptionContext};
+use crate::ids::{KeyRef, format_uuid, parse_uuid};
+use crate::{Clock, Error, KmsConfig, RootKey};
+
+/// Largest plaintext Encrypt takes.
+const MAX_PLAINTEXT: usize = 4096;
+/// Largest ciphertext blob Decrypt takes.
+const MAX_CIPHERTEXT: usize = 6144;
+/// Attempts at an update that keeps meeting concurrent writers.
+const UPDATE_ATTEMPTS: usize = 16;
+/// The meta entry that proves the root key matches the data directory.
+const ROOT_CHECK: &str = "root-key-check";
+
+/// An unwrapped key version and its KeyMaterialId.
+type Material = (Arc<LessSafeKey>, String);
+
+/// The key management service.
+///
+/// Key records are cached write-through: every change goes to the store first and then
+/// to the cache, never the other way, and a cached record is replaced only by a newer
+/// generation, so a disabled key stops working at once. Unwrapped key material is cached
+/// per version (it never changes) and dropped when the key is destroyed.
+pub struct Kms {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) root: Box<dyn RootKey>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: KmsConfig,
+    keys: RwLock<HashMap<String, KeyRecord>>,
+    materials: RwLock<HashMap<(String, u32), Material>>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("config", &self.config)
+            .field("root_key_provider", &self.root.provider())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What DescribeKey reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMetadata {
+    /// The key id (a UUID).
+    pub key_id: String,
+    /// The key ARN.
+    pub arn: String,
+    /// The account part of the ARN.
+    pub aws_account_id: String,
+    /// Creation time, Unix seconds.
+    pub creation_date: i64,
+    /// Free text.
+    pub description: String,
+    /// Whether the key is Enabled.
+    pub enabled: bool,
+    /// Lifecycle state.
+    pub key_state: KeyState,
+    /// When a key pending deletion will be destroyed.
+    pub deletion_date: Option<i64>,
+    /// The deletion window chosen.
+    pub pending_deletion_window_in_days: Option<u32>,
+    /// The current version's KeyMaterialId (64 hex characters).
+    pub current_key_material_id: String,
+}
+
+impl KeyMetadata {
+    /// `ENCRYPT_DECRYPT`: the only usage keyward's keys have.
+    pub const KEY_USAGE: &'static str = "ENCRYPT_DECRYPT";
+    /// `SYMMETRIC_DEFAULT`: AES-256-GCM.
+    pub const KEY_SPEC: &'static str = "SYMMETRIC_DEFAULT";
+    /// `AWS_KMS`: keyward made the material.
+    pub const ORIGIN: &'static str = "AWS_KMS";
+    /// `CUSTOMER`: customer managed keys.
+    pub const KEY_MANAGER: &'static str = "CUSTOMER";
+}
+
+/// Encrypt's result.
+#[derive(Debug, Clone)]
+pub struct EncryptOutput {
+    /// The ciphertext blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The key ARN.
+    pub key_id: String,
+    /// The KeyMaterialId of the version used.
+    pub key_material_id: String,
+}
+
+/// Decrypt's result.
+pub struct DecryptOutput {
+    /// The key ARN.
+    pub key_id: String,
+    /// The plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The KeyMaterialId of the version that decrypted.
+    pub key_material_id: String,
+}
+
+impl std::fmt::Debug for DecryptOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptOutput")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// GenerateDataKey's result (GenerateDataKeyWithoutPlaintext leaves `plaintext` empty).
+pub struct GenerateDataKeyOutput {
+    /// The data key, encrypted under the KMS key.
+    pub ciphertext_blob: Vec<u8>,
+    /// The data key in plain.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The key ARN.
+    pub key_id: String,
+    /// The KeyMaterialId of the version used.
+    pub key_material_id: String,
+}
+
+impl std::fmt::Debug for GenerateDataKeyOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateDataKeyOutput")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ReEncrypt's result.
+#[derive(Debug, Clone)]
+pub struct ReEncryptOutput {
+    /// The new ciphertext blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The source key ARN.
+    pub source_key_id: String,
+    /// The destination key ARN.
+    pub key_id: String,
+    /// KeyMaterialId of the source version.
+    pub source_key_material_id: String,
+    /// KeyMaterialId of the destination version.
+    pub destination_key_material_id: String,
+}
+
+impl Kms {
+    /// A KMS over `store`, with `root` as its barrier.
+    ///
+    /// The first open records a check value wrapped under the root key; later opens refuse
+    /// a root key that cannot unwrap it, before any key is touched.
+    pub fn open(
+        store: Arc<dyn Store>,
+        root: Box<dyn RootKey>,
+        clock: Arc<dyn Clock>,
+        config: KmsConfig,
+    ) -> Result<Self, Error> {
+        let check = root.wrap(b"keyward", ROOT_CHECK.as_bytes())?;
+        let stored = store.init_meta(ROOT_CHECK, &check)?;
+        root.unwrap(&stored, ROOT_CHECK.as_bytes())
+            .map_err(|_| Error::Internal("the root key does not match this data directory"))?;
+        Ok(Self {
+            store,
+            root,
+            clock,
+            config,
+            keys: RwLock::new(HashMap::new()),
+            materials: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// This KMS's partition, region and account.
+    pub fn config(&self) -> &KmsConfig {
+        &self.config
+    }
+
+    pub(crate) fn arn(&self, key_id: &str) -> String {
+        self.config.key_arn(key_id)
+    }
+
+    // ---- key records: the cache ----
+
+    /// The record of a key id, from the cache or the store.
+    pub(crate) fn record(&self, key_id: &str) -> Result<Option<KeyRecord>, Error> {
+        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(key_id).cloned()) {
+            return Ok(Some(k));
+        }
+        let Some(k) = self.store.key(key_id)? else {
+            return Ok(None);
+        };
+        self.cache(k.clone());
+        Ok(Some(k))
+    }
+
+    /// Puts a record in the cache unless a newer generation is there already.
+    pub(crate) fn cache(&self, k: KeyRecord) {
+        if let Ok(mut m) = self.keys.write() {
+            match m.get(&k.key_id) {
+                Some(old) if old.generation >= k.generation => {}
+                _ => {
+                    m.insert(k.key_id.clone(), k);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn forget_material(&self, key_id: &str) {
+        if let Ok(mut m) = self.materials.write() {
+            m.retain(|(id, _), _| id != key_id);
+        }
+    }
+
+    /// Resolves a key id, key ARN, alias name or alias ARN to a live key.
+    pub(crate) fn resolve(&self, key_ref: &str) -> Result<KeyRecord, Error> {
+        let id = match self.config.parse_key_ref(key_ref)? {
+            KeyRef::Id(id) => id,
+            KeyRef::Alias(name) => match self.store.alias(&name)? {
+                Some(a) => a.key_id,
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "Alias {} is not found.",
+                        self.config.alias_arn(&name)
+                    )));
+                }
+            },
+        };
+        self.live(&id)
+    }
+
+    /// Resolves a key id or key ARN only (management operations do not take aliases).
+    pub(crate) fn resolve_key(&self, key_ref: &str) -> Result<KeyRecord, Error> {
+        match self.config.parse_key_ref(key_ref)? {
+            KeyRef::Id(id) => self.live(&id),
+            KeyRef::Alias(_) => Err(Error::NotFound(format!("Invalid keyId '{key_ref}'"))),
+        }
+    }
+
+    fn live(&self, id: &str) -> Result<KeyRecord, Error> {
+        match self.record(id)? {
+            Some(k) if !k.destroyed => Ok(k),
+            _ => Err(Error::NotFound(format!(
+                "Key '{}' does not exist",
+                self.arn(id)
+            ))),
+        }
+    }
+
+    /// Refuses cryptographic use of a key that is not Enabled, as AWS does.
+    pub(crate) fn check_usable(&self, k: &KeyRecord) -> Result<(), Error> {
+        match k.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(Error::Disabled(format!(
+                "{} is disabled.",
+                self.arn(&k.key_id)
+            ))),
+            KeyState::PendingDeletion => Err(self.pending_deletion(k)),
+        }
+    }
+
+    pub(crate) fn pending_deletion(&self, k: &KeyRecord) -> Error {
+        Error::InvalidState(format!("{} is pending deletion.", self.arn(&k.key_id)))
+    }
+
+    /// Applies `change` to the latest stored record and writes it, retrying on conflict.
+    pub(crate) fn update(
+        &self,
+        key_id: &str,
+        mut change: impl FnMut(&mut KeyRecord) -> Result<(), Error>,
+    ) -> Result<KeyRecord, Error> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(mut k) = self.store.key(key_id)?.filter(|k| !k.destroyed) else {
+                return Err(Error::NotFound(format!(
+                    "Key '{}' does not exist",
+                    self.arn(key_id)
+                )));
+            };
+            change(&mut k)?;
+            k.generation += 1;
+            match self.store.update_key(&k) {
+                Ok(()) => {
+                    self.cache(k.clone());
+                    return Ok(k);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Internal("too many concurrent updates to one key"))
+    }
+
+    // ---- key material ----
+
+    /// The wrap context binding a version's material to its key and version.
+    pub(crate) fn wrap_context(key_id: &str, version: u32) -> Vec<u8> {
+        [key_id.as_bytes(), b"\0", &version.to_be_bytes()].concat()
+    }
+
+    /// The unwrapped material of a version and its KeyMaterialId, from the cache or the
+    /// store; `None` if the version does not exist.
+    fn material(&self, key_id: &str, version: u32) -> Result<Option<Material>, Error> {
+        let cache_key = (key_id.to_owned(), version);
+        if let Some(hit) = self
+            .materials
+            .read()
+            .ok()
+            .and_then(|m| m.get(&cache_key).cloned())
+        {
+            return Ok(Some(hit));
+        }
+        let Some(v) = self.store.version(key_id, version)? else {
+            return Ok(None);
+        };
+        let material = self
+            .root
+            .unwrap(&v.wrapped, &Self::wrap_context(key_id, version))?;
+        let key = UnboundKey::new(&AES_256_GCM, &material)
+            .map_err(|_| Error::Internal("bad key material"))?;
+        let entry = (Arc::new(LessSafeKey::new(key)), v.material_id);
+        if let Ok(mut m) = self.materials.write() {
+            m.insert(cache_key, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    // ---- cryptographic operations ----
+
+    /// Encrypt: up to 4096 bytes under the key's current version.
+    pub fn encrypt(
+        &self,
+        key_ref: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<EncryptOutput, Error> {
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+                 Member must have length between 1 and {MAX_PLAINTEXT}"
+            )));
+        }
+        let k = self.resolve(key_ref)?;
+        self.check_usable(&k)?;
+        self.seal(&k, plaintext, context)
+    }
+
+    fn seal(
+        &self,
+        k: &KeyRecord,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<EncryptOutput, Error> {
+        let (key, material_id) = self
+            .material(&k.key_id, k.current_version)?
+            .ok_or(Error::Internal("current key version missing"))?;
+        let key_id = parse_uuid(&k.key_id).ok_or(Error::Internal("stored key id is not a UUID"))?;
+        let header = BlobHeader {
+            key_id,
+            version: k.current_version,
+        };
+        Ok(EncryptOutput {
+            ciphertext_blob: blob::seal(&key, header, context, plaintext)?,
+            key_id: self.arn(&k.key_id),
+            key_material_id: material_id,
+        })
+    }
+
+    /// Decrypt: the key and version come from the blob; `key_ref`, if given, must name
+    /// the same key.
+    pub fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &EncryptionContext,
+        key_ref: Option<&str>,
+    ) -> Result<DecryptOutput, Error> {
+        if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
+            return Err(Error::Validation(format!(
+                "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: \
+                 Member must have length between 1 and {MAX_CIPHERTEXT}"
+            )));
+        }
+        let header = blob::parse(blob)?;
+        let key_id = format_uuid(&header.key_id);
+        if let Some(r) = key_ref {
+            let named = self.resolve(r)?;
+            if named.key_id != key_id {
+                return Err(Error::IncorrectKey(
+                    "The key ID in the request does not identify a CMK that can perform this operation.".into(),
+                ));
+            }
+        }
+        // A blob naming an unknown or destroyed key is as invalid as any other damage.
+        let k = match self.record(&key_id)? {
+            Some(k) if !k.destroyed => k,
+            _ => return Err(blob::invalid()),
+        };
+        self.check_usable(&k)?;
+        let (key, material_id) = self
+            .material(&key_id, header.version)?
+            .ok_or_else(blob::invalid)?;
+        Ok(DecryptOutput {
+            key_id: self.arn(&key_id),
+            plaintext: blob::open(&key, blob, context)?,
+            key_material_id: material_id,
+        })
+    }
+
+    /// ReEncrypt: decrypt under the source key, encrypt under the destination, without
+    /// the plaintext leaving the KMS.
+    pub fn re_encrypt(
+        &self,
+        blob: &[u8],
+        source_context: &EncryptionContext,
+        source_key_ref: Option<&str>,
+        destination_key_ref: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncryptOutput, Error> {
+        let destination = self.resolve(destination_key_ref)?;
+        self.check_usable(&destination)?;
+        let source = self.decrypt(blob, source_context, source_key_ref)?;
+        let out = self.seal(&destination, &source.plaintext, destination_context)?;
+        Ok(ReEncryptOutput {
+            ciphertext_blob: out.ciphertext_blob,
+            source_key_id: source.key_id,
+            key_id: out.key_id,
+            source_key_material_id: source.key_material_id,
+            destination_key_material_id: out.key_material_id,
+        })
+    }
+
+    /// GenerateDataKey: `number_of_bytes` (1 to 1024) random bytes, in plain and encrypted.
+    /// AWS's KeySpec AES_256 is 32 bytes, AES_128 16.
+    pub fn generate_data_key(
+        &self,
+        key_ref: &str,
+        number_of_bytes: usize,
+        context: &EncryptionContext,
+    ) -> Result<GenerateDataKeyOutput, Error> {
+        let k = self.resolve(key_ref)?;
+        self.check_usable(&k)?;
+        let plaintext = random(number_of_bytes, "numberOfBytes")?;
+        let out = self.seal(&k, &plaintext, context)?;
+        Ok(GenerateDataKeyOutput {
+            ciphertext_blob: out.ciphertext_blob,
+            plaintext,
+            key_id: out.key_id,
+            key_material_id: out.key_material_id,
+        })
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: as [`Kms::generate_data_key`], keeping only the
+    /// encrypted copy.
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        key_ref: &str,
+        number_of_bytes: usize,
+        context: &EncryptionContext,
+    ) -> Result<GenerateDataKeyOutput, Error> {
+        let mut out = self.generate_data_key(key_ref, number_of_bytes, context)?;
+        out.plaintext = Zeroizing::new(Vec::new());
+        Ok(out)
+    }
+
+    /// GenerateRandom: 1 to 1024 random bytes.
+    pub fn generate_random(&self, number_of_bytes: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+        random(number_of_bytes, "numberOfBytes")
+    }
+}
+
+/// `n` random bytes, 1 to 1024.
+pub(crate) fn random(n: usize, field: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    if !(1..=1024).contains(&n) {
+        return Err(Error::Validation(format!(
+            "1 validation error detected: Value '{n}' at '{field}' failed to satisfy constraint: \
+             Member must have value between 1 and 1024"
+        )));
+    }
+    let mut out = Zeroizing::new(vec![0u8; n]);
+    aws_lc_rs::rand::fill(&mut out[..])
+        .map_err(|_| Error::Internal("random number generator failed"))?;
+    Ok(out)
+}
