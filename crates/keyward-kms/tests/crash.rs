@@ -1,0 +1,141 @@
+//! Crash safety: a child process writes in a loop and is killed with SIGKILL at random
+//! moments, many times. After each kill the store must open cleanly and hold every write
+//! the child had reported as done.
+//!
+//! The child is this test binary itself, run with KEYWARD_CRASH_CHILD set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward_kms::{AesRootKey, CreateKeyRequest, EncryptionContext, Kms, KmsConfig, SystemClock};
+use keyward_store::SqliteStore;
+
+fn open(dir: &Path) -> Kms {
+    let store = Arc::new(SqliteStore::open(&dir.join("keyward.db")).unwrap());
+    let (root, _) = AesRootKey::load_or_create_file(&dir.join("root.key")).unwrap();
+    Kms::open(
+        store,
+        Box::new(root),
+        Arc::new(SystemClock),
+        KmsConfig::default(),
+    )
+    .unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The child: writes forever, printing each write once it has returned.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os("KEYWARD_CRASH_CHILD") else {
+        return;
+    };
+    let kms = open(Path::new(&dir));
+    let ctx = EncryptionContext::new();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let key = kms.create_key(&CreateKeyRequest::default()).unwrap().key_id;
+        writeln!(out, "key {key}").unwrap();
+        out.flush().unwrap();
+        for n in 0..3 {
+            kms.rotate_key_on_demand(&key).unwrap();
+            writeln!(out, "version {key} {}", n + 2).unwrap();
+            out.flush().unwrap();
+            let blob = kms
+                .encrypt(&key, key.as_bytes(), &ctx)
+                .unwrap()
+                .ciphertext_blob;
+            writeln!(out, "blob {key} {}", hex(&blob)).unwrap();
+            out.flush().unwrap();
+        }
+        kms.disable_key(&key).unwrap();
+        writeln!(out, "disabled {key}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let ctx = EncryptionContext::new();
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut acknowledged = Vec::new();
+    let rounds = 30;
+    for _ in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env("KEYWARD_CRASH_CHILD", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill after a random 5-150 ms of writing.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(5 + seed % 145);
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Everything the child printed had returned before the kill.
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        acknowledged.extend(
+            lines
+                .map_while(Result::ok)
+                .filter(|l| !l.starts_with("running") && !l.is_empty()),
+        );
+
+        let kms = open(dir.path());
+        for line in &acknowledged {
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("key"), Some(key), None) => drop(kms.describe_key(key).unwrap()),
+                (Some("version"), Some(key), Some(v)) => {
+                    let have = kms.list_key_rotations(key).unwrap().len() + 1;
+                    assert!(
+                        have >= v.parse::<usize>().unwrap(),
+                        "{line}: lost a rotation"
+                    );
+                }
+                (Some("blob"), Some(key), Some(blob)) => {
+                    // Decrypt needs the key enabled; a later write may have disabled it.
+                    kms.enable_key(key).unwrap();
+                    let out = kms.decrypt(&unhex(blob), &ctx, None).unwrap();
+                    assert_eq!(&out.plaintext[..], key.as_bytes());
+                }
+                (Some("disabled"), Some(_), None) => {}
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        acknowledged
+            .iter()
+            .filter(|l| l.starts_with("key "))
+            .count()
+            >= rounds / 2,
+        "the child barely ran"
+    );
+    eprintln!(
+        "{} acknowledged writes survived {rounds} SIGKILLs",
+        acknowledged.len()
+    );
+}
