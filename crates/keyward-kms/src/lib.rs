@@ -26,7 +26,7 @@ pub use lifecycle::{
     AliasListEntry, CreateKeyRequest, DeletionScheduled, KeyListEntry, KeyRotation, Page,
     RotationStatus,
 };
-pub use root::{AesRootKey, RootKey};
+pub use root::{AesRootKey, KdfParams, PASSPHRASE_META, Passphrase, RootKey};
 
 /// Where this KMS says its keys live: the parts of every ARN it hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]

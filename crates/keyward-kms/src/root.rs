@@ -157,3 +157,122 @@ impl RootKey for AesRootKey {
         self.provider
     }
 }
+
+/// A passphrase, zeroized on drop and never printed.
+pub struct Passphrase(Zeroizing<String>);
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+impl Passphrase {
+    /// Wraps a passphrase; it must be at least 12 characters.
+    pub fn new(passphrase: String) -> Result<Self, Error> {
+        let p = Zeroizing::new(passphrase);
+        if p.chars().count() < 12 {
+            return Err(Error::Validation(
+                "the passphrase must be at least 12 characters".into(),
+            ));
+        }
+        Ok(Self(p))
+    }
+
+    /// Reads a passphrase from the first line of a file (never from the command line).
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = Zeroizing::new(
+            fs::read_to_string(path)
+                .map_err(|_| Error::Validation("cannot read the passphrase file".into()))?,
+        );
+        Self::new(text.lines().next().unwrap_or("").to_owned())
+    }
+}
+
+/// Argon2id costs for the passphrase provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// 64 MiB, 3 passes, 1 lane (RFC 9106's second recommended option).
+    pub const DEFAULT: Self = Self {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
+    /// The most a stored parameter set may ask for: the file is not trusted to set costs.
+    const MAX: Self = Self {
+        memory_kib: 1024 * 1024,
+        iterations: 16,
+        parallelism: 8,
+    };
+
+    fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.memory_kib.to_be_bytes());
+        b[4..8].copy_from_slice(&self.iterations.to_be_bytes());
+        b[8..].copy_from_slice(&self.parallelism.to_be_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        let word = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        let p = Self {
+            memory_kib: word(0)?,
+            iterations: word(4)?,
+            parallelism: word(8)?,
+        };
+        let within = p.memory_kib <= Self::MAX.memory_kib
+            && (1..=Self::MAX.iterations).contains(&p.iterations)
+            && (1..=Self::MAX.parallelism).contains(&p.parallelism);
+        within.then_some(p)
+    }
+}
+
+/// Where the passphrase provider keeps its salt and costs (not secret).
+pub const PASSPHRASE_META: &str = "root-key-passphrase-kdf";
+
+impl AesRootKey {
+    /// The passphrase provider: the root key is Argon2id(passphrase, salt). The salt and
+    /// costs are made on first use and stored under [`PASSPHRASE_META`]; a wrong
+    /// passphrase is caught by [`crate::Kms::open`]'s check value.
+    pub fn from_passphrase(
+        passphrase: &Passphrase,
+        store: &dyn keyward_store::Store,
+        params: KdfParams,
+    ) -> Result<Self, Error> {
+        let mut fresh = [0u8; 16 + 12];
+        aws_lc_rs::rand::fill(&mut fresh[..16])
+            .map_err(|_| Error::Internal("random number generator failed"))?;
+        fresh[16..].copy_from_slice(&params.to_bytes());
+        let stored = store.init_meta(PASSPHRASE_META, &fresh)?;
+        let (salt, costs) = stored
+            .split_at_checked(16)
+            .ok_or(Error::Internal("corrupt passphrase parameters"))?;
+        let costs = KdfParams::from_bytes(costs)
+            .ok_or(Error::Internal("stored passphrase costs are out of bounds"))?;
+        let argon = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(
+                costs.memory_kib,
+                costs.iterations,
+                costs.parallelism,
+                Some(32),
+            )
+            .map_err(|_| Error::Internal("invalid passphrase costs"))?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(passphrase.0.as_bytes(), salt, &mut key[..])
+            .map_err(|_| Error::Internal("passphrase key derivation failed"))?;
+        Self::new(&key, "passphrase")
+    }
+}

@@ -422,3 +422,60 @@ fn aliases_tags_descriptions_and_listing() {
         Err(Error::Validation(_))
     ));
 }
+
+#[test]
+fn passphrase_root_key_reopens_and_refuses_a_wrong_passphrase() {
+    use keyward_kms::{KdfParams, PASSPHRASE_META, Passphrase};
+    use keyward_store::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cheap = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let open = |pass: &str| -> Result<Kms, Error> {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("keyward.db")).unwrap());
+        let root = AesRootKey::from_passphrase(&Passphrase::new(pass.into())?, &*store, cheap)?;
+        Kms::open(
+            store,
+            Box::new(root),
+            Arc::new(ManualClock::new(0)),
+            KmsConfig::default(),
+        )
+    };
+    assert!(matches!(
+        Passphrase::new("short".into()),
+        Err(Error::Validation(_))
+    ));
+    let kms = open("correct horse battery staple").unwrap();
+    let id = new_key(&kms);
+    let blob = kms
+        .encrypt(&id, b"under a passphrase", &ctx(&[]))
+        .unwrap()
+        .ciphertext_blob;
+    drop(kms);
+    assert!(matches!(
+        open("correct horse battery stapler"),
+        Err(Error::Internal(_))
+    ));
+    let kms = open("correct horse battery staple").unwrap();
+    assert_eq!(
+        &kms.decrypt(&blob, &ctx(&[]), None).unwrap().plaintext[..],
+        b"under a passphrase"
+    );
+    drop(kms);
+
+    // Costs come from the database, which is not trusted to set them: 4 GiB is refused.
+    let other = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&other.path().join("keyward.db")).unwrap();
+    let mut tampered = vec![0u8; 16];
+    tampered.extend_from_slice(&(4u32 * 1024 * 1024).to_be_bytes());
+    tampered.extend_from_slice(&1u32.to_be_bytes());
+    tampered.extend_from_slice(&1u32.to_be_bytes());
+    store.init_meta(PASSPHRASE_META, &tampered).unwrap();
+    let pass = Passphrase::new("correct horse battery staple".into()).unwrap();
+    assert!(matches!(
+        AesRootKey::from_passphrase(&pass, &store, cheap),
+        Err(Error::Internal(_))
+    ));
+}
