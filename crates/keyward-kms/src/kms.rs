@@ -468,6 +468,26 @@ impl Kms {
     }
 }
 
+/// The data key length GenerateDataKey asks for: exactly one of `KeySpec` (`AES_256` is
+/// 32 bytes, `AES_128` 16) and `NumberOfBytes` (1 to 1024).
+pub fn data_key_length(
+    key_spec: Option<&str>,
+    number_of_bytes: Option<usize>,
+) -> Result<usize, Error> {
+    match (key_spec, number_of_bytes) {
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (Some(other), None) => Err(Error::Validation(format!(
+            "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: \
+             Member must satisfy enum value set: [AES_256, AES_128]"
+        ))),
+        (None, Some(n)) => Ok(n),
+        _ => Err(Error::Validation(
+            "Please specify either number of bytes or key spec.".into(),
+        )),
+    }
+}
+
 /// `n` random bytes, 1 to 1024.
 pub(crate) fn random(n: usize, field: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
     if !(1..=1024).contains(&n) {

@@ -104,6 +104,24 @@ fn fail_changed_context_byte_or_key() {
 }
 
 #[test]
+fn data_key_length_takes_exactly_one_of_spec_and_bytes() {
+    use keyward_kms::data_key_length;
+    assert_eq!(data_key_length(Some("AES_256"), None).unwrap(), 32);
+    assert_eq!(data_key_length(Some("AES_128"), None).unwrap(), 16);
+    assert_eq!(data_key_length(None, Some(64)).unwrap(), 64);
+    for (spec, n) in [
+        (None, None),
+        (Some("AES_256"), Some(32)),
+        (Some("AES_512"), None),
+    ] {
+        assert!(matches!(
+            data_key_length(spec, n),
+            Err(Error::Validation(_))
+        ));
+    }
+}
+
+#[test]
 fn limits_on_sizes() {
     let e = env();
     let id = new_key(&e.kms);
@@ -274,6 +292,17 @@ fn disabling_takes_effect_at_once_and_deletion_shreds() {
     e.kms.enable_key(&id).unwrap();
 
     let material = e.kms.dangerous_export_material_for_tests(&id).unwrap();
+    let wrapped: Vec<Vec<u8>> = {
+        use keyward_store::Store as _;
+        let second = SqliteStore::open(&e.dir.path().join("keyward.db")).unwrap();
+        second
+            .versions(&id)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.wrapped)
+            .collect()
+    };
+    assert!(!wrapped.is_empty());
     e.kms.schedule_key_deletion(&id, Some(7)).unwrap();
     e.clock.advance(7 * DAY - 1);
     assert_eq!(e.kms.run_due_work().unwrap(), (0, 0));
@@ -284,10 +313,17 @@ fn disabling_takes_effect_at_once_and_deletion_shreds() {
         e.kms.decrypt(&blob, &c, None),
         Err(Error::InvalidCiphertext(_))
     ));
-    // The material never reached the disk in plain, and its wrapped form is gone too.
-    let db = std::fs::read(e.dir.path().join("keyward.db")).unwrap();
-    for m in &material {
-        assert!(!db.windows(m.len()).any(|w| w == &m[..]));
+    // The material never reached the disk in plain, and its wrapped form is gone from
+    // every file of the data directory (database, write-ahead log, shared memory).
+    for entry in std::fs::read_dir(e.dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for m in material
+            .iter()
+            .map(|m| m.to_vec())
+            .chain(wrapped.iter().cloned())
+        {
+            assert!(!bytes.windows(m.len()).any(|w| w == &m[..]));
+        }
     }
 }
 
