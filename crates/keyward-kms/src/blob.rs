@@ -1,24 +1,32 @@
 //! The KMS ciphertext blob, format version 1 (see docs/KMS.md).
 //!
 //! ```text
-//! 01 | key id (16, the UUID's bytes) | key version (4, big-endian) | IV (12) | ciphertext | tag (16)
-//! AAD = "keyward kms ciphertext v1\0" | the first 21 bytes above | canonical context
+//! 01 | key id (16, the UUID's bytes) | key version (4, big-endian) | salt (32) | ciphertext | tag (16)
+//! blob key = HKDF-SHA256(IKM = version material, salt, info = "keyward kms blob key v1\0" | bytes 0..21)
+//! AAD      = "keyward kms ciphertext v1\0" | bytes 0..21 | canonical context
+//! IV       = 12 zero bytes: every blob key seals exactly one message
 //! canonical context = pair count (4) | per pair, sorted by key bytes: key length (4) | key
 //!                     | value length (4) | value
 //! ```
+//!
+//! A fresh key per blob, from a random 256-bit salt, removes the 2^32-messages-per-key
+//! bound that random 96-bit GCM IVs would put on a key version.
 
 use std::collections::BTreeMap;
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
 use zeroize::Zeroizing;
 
 use crate::Error;
 
 const VERSION: u8 = 1;
-const LABEL: &[u8] = b"keyward kms ciphertext v1\0";
+const AAD_LABEL: &[u8] = b"keyward kms ciphertext v1\0";
+const KEY_LABEL: &[u8] = b"keyward kms blob key v1\0";
 const HEADER_LEN: usize = 1 + 16 + 4;
+const SALT_LEN: usize = 32;
 /// Bytes a blob adds to its plaintext.
-pub(crate) const OVERHEAD: usize = HEADER_LEN + 12 + 16;
+pub(crate) const OVERHEAD: usize = HEADER_LEN + SALT_LEN + 16;
 
 /// The encryption context: string pairs, iterated in key byte order.
 pub type EncryptionContext = BTreeMap<String, String>;
@@ -30,9 +38,19 @@ pub(crate) struct BlobHeader {
     pub(crate) version: u32,
 }
 
+impl BlobHeader {
+    fn to_bytes(self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0] = VERSION;
+        b[1..17].copy_from_slice(&self.key_id);
+        b[17..].copy_from_slice(&self.version.to_be_bytes());
+        b
+    }
+}
+
 fn aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
-    let mut out = Vec::with_capacity(LABEL.len() + HEADER_LEN + 64);
-    out.extend_from_slice(LABEL);
+    let mut out = Vec::with_capacity(AAD_LABEL.len() + HEADER_LEN + 64);
+    out.extend_from_slice(AAD_LABEL);
     out.extend_from_slice(header);
     out.extend_from_slice(&(context.len() as u32).to_be_bytes());
     for (k, v) in context {
@@ -44,28 +62,48 @@ fn aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
     out
 }
 
+struct Len32;
+
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// The one-message key for a blob.
+fn blob_key(material: &[u8], header: &[u8], salt: &[u8]) -> Result<LessSafeKey, Error> {
+    let fail = |_| Error::Internal("blob key derivation failed");
+    let mut key = Zeroizing::new([0u8; 32]);
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(material)
+        .expand(&[KEY_LABEL, header], Len32)
+        .map_err(fail)?
+        .fill(&mut key[..])
+        .map_err(fail)?;
+    Ok(LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &key[..]).map_err(fail)?,
+    ))
+}
+
 pub(crate) fn seal(
-    key: &LessSafeKey,
+    material: &[u8],
     header: BlobHeader,
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let mut iv = [0u8; 12];
-    aws_lc_rs::rand::fill(&mut iv)
-        .map_err(|_| Error::Internal("random number generator failed"))?;
+    let header = header.to_bytes();
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
-    out.push(VERSION);
-    out.extend_from_slice(&header.key_id);
-    out.extend_from_slice(&header.version.to_be_bytes());
-    let aad = aad(&out, context);
-    out.extend_from_slice(&iv);
-    let start = out.len();
+    out.extend_from_slice(&header);
+    out.resize(HEADER_LEN + SALT_LEN, 0);
+    aws_lc_rs::rand::fill(&mut out[HEADER_LEN..])
+        .map_err(|_| Error::Internal("random number generator failed"))?;
+    let key = blob_key(material, &header, &out[HEADER_LEN..])?;
     out.extend_from_slice(plaintext);
     let tag = key
         .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(&aad[..]),
-            &mut out[start..],
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::from(&aad(&header, context)[..]),
+            &mut out[HEADER_LEN + SALT_LEN..],
         )
         .map_err(|_| Error::Internal("encryption failed"))?;
     out.extend_from_slice(tag.as_ref());
@@ -88,22 +126,21 @@ pub(crate) fn parse(blob: &[u8]) -> Result<BlobHeader, Error> {
 }
 
 pub(crate) fn open(
-    key: &LessSafeKey,
+    material: &[u8],
     blob: &[u8],
     context: &EncryptionContext,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     if blob.len() < OVERHEAD {
         return Err(invalid());
     }
-    let aad = aad(&blob[..HEADER_LEN], context);
-    let iv: [u8; 12] = blob[HEADER_LEN..HEADER_LEN + 12]
-        .try_into()
-        .map_err(|_| invalid())?;
-    let mut buf = Zeroizing::new(blob[HEADER_LEN + 12..].to_vec());
+    let (header, rest) = blob.split_at(HEADER_LEN);
+    let (salt, sealed) = rest.split_at(SALT_LEN);
+    let key = blob_key(material, header, salt)?;
+    let mut buf = Zeroizing::new(sealed.to_vec());
     let len = key
         .open_in_place(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(&aad[..]),
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::from(&aad(header, context)[..]),
             &mut buf,
         )
         .map_err(|_| invalid())?

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use keyward_store::{KeyRecord, KeyState, Store, StoreError};
 use zeroize::Zeroizing;
 
@@ -20,8 +19,8 @@ const UPDATE_ATTEMPTS: usize = 16;
 /// The meta entry that proves the root key matches the data directory.
 const ROOT_CHECK: &str = "root-key-check";
 
-/// An unwrapped key version and its KeyMaterialId.
-type Material = (Arc<LessSafeKey>, String);
+/// An unwrapped key version's material and its KeyMaterialId.
+type Material = (Arc<Zeroizing<Vec<u8>>>, String);
 
 /// The key management service.
 ///
@@ -316,9 +315,10 @@ impl Kms {
         let material = self
             .root
             .unwrap(&v.wrapped, &Self::wrap_context(key_id, version))?;
-        let key = UnboundKey::new(&AES_256_GCM, &material)
-            .map_err(|_| Error::Internal("bad key material"))?;
-        let entry = (Arc::new(LessSafeKey::new(key)), v.material_id);
+        if material.len() != 32 {
+            return Err(Error::Internal("stored key material has the wrong length"));
+        }
+        let entry = (Arc::new(material), v.material_id);
         if let Ok(mut m) = self.materials.write() {
             m.insert(cache_key, entry.clone());
         }
