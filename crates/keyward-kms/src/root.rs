@@ -102,6 +102,11 @@ impl AesRootKey {
             }
             Err(_) => return Err(Error::Internal("cannot create the root key file")),
         };
+        tracing::warn!(
+            path = %path.display(),
+            "root key provider `file` is for development only: anyone who can read this file \
+             and the database can unwrap every key; use a passphrase, Shamir shares or an HSM"
+        );
         Ok((Self::new(&key, "file")?, created))
     }
 }
@@ -177,6 +182,13 @@ impl Passphrase {
             ));
         }
         Ok(Self(p))
+    }
+
+    /// Asks for the passphrase on the terminal, without echo (never from the command line).
+    pub fn prompt(message: &str) -> Result<Self, Error> {
+        let p = rpassword::prompt_password(message)
+            .map_err(|_| Error::Validation("cannot read a passphrase from the terminal".into()))?;
+        Self::new(p)
     }
 
     /// Reads a passphrase from the first line of a file (never from the command line).

@@ -515,3 +515,136 @@ fn passphrase_root_key_reopens_and_refuses_a_wrong_passphrase() {
         Err(Error::Internal(_))
     ));
 }
+
+/// Counts WARN events: enough of a subscriber to see the file provider's warning.
+struct WarnCounter(std::sync::atomic::AtomicUsize);
+
+impl tracing::Subscriber for WarnCounter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn the_file_root_key_warns_at_every_start_and_must_be_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("root.key");
+    let counter = Arc::new(WarnCounter(std::sync::atomic::AtomicUsize::new(0)));
+    tracing::subscriber::with_default(counter.clone(), || {
+        assert!(
+            AesRootKey::load_or_create_file(&path).unwrap().1,
+            "created on first start"
+        );
+        assert!(!AesRootKey::load_or_create_file(&path).unwrap().1);
+    });
+    assert_eq!(
+        counter.0.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one warning per start"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        AesRootKey::load_or_create_file(&path),
+        Err(Error::Internal(_))
+    ));
+}
+
+/// The child of the prompt test: reads a passphrase at a terminal prompt and reports it.
+#[test]
+fn prompt_child() {
+    if std::env::var_os("KEYWARD_PROMPT_CHILD").is_none() {
+        return;
+    }
+    let p = keyward_kms::Passphrase::prompt("passphrase: ").unwrap();
+    let root = AesRootKey::from_passphrase(
+        &p,
+        &SqliteStore::open(&std::path::PathBuf::from(
+            std::env::var_os("KEYWARD_PROMPT_CHILD").unwrap(),
+        ))
+        .unwrap(),
+        keyward_kms::KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+    );
+    println!("PROMPT-OK {}", root.is_ok());
+}
+
+#[test]
+fn passphrase_prompt_reads_the_terminal() {
+    // `script` gives the child a pseudo-terminal; what we write goes to its prompt.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED passphrase_prompt_reads_the_terminal: no `script` (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!(
+        "{} prompt_child --exact --nocapture --test-threads=1",
+        exe.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KEYWARD_PROMPT_CHILD", dir.path().join("db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type only once the prompt is up (echo goes off just after it).
+    let mut stdout = child.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let (mut seen, mut buf, mut ready_tx) = (Vec::new(), [0u8; 256], Some(ready_tx));
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("passphrase: ") {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no prompt within 30 s");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a passphrase long enough\n")
+        .unwrap();
+    child.wait().unwrap();
+    let text = reader.join().unwrap();
+    assert!(text.contains("passphrase: "), "{text}");
+    assert!(text.contains("PROMPT-OK true"), "{text}");
+    assert!(
+        !text.contains("a passphrase long enough"),
+        "the passphrase was echoed: {text}"
+    );
+}
