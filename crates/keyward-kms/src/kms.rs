@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use keyward_store::{KeyRecord, KeyState, Store, StoreError};
+use keyward_store::{KeyRecord, KeyState, Store, StoreError, VersionRecord};
 use zeroize::Zeroizing;
 
 use crate::blob::{self, BlobHeader, EncryptionContext};
@@ -269,6 +269,16 @@ impl Kms {
         key_id: &str,
         mut change: impl FnMut(&mut KeyRecord) -> Result<(), Error>,
     ) -> Result<KeyRecord, Error> {
+        self.update_or_rotate(key_id, |k| change(k).map(|()| None))
+    }
+
+    /// As [`Kms::update`]; when `change` returns a version, it is added in the same
+    /// transaction (a rotation).
+    pub(crate) fn update_or_rotate(
+        &self,
+        key_id: &str,
+        mut change: impl FnMut(&mut KeyRecord) -> Result<Option<VersionRecord>, Error>,
+    ) -> Result<KeyRecord, Error> {
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(mut k) = self.store.key(key_id)?.filter(|k| !k.destroyed) else {
                 return Err(Error::NotFound(format!(
@@ -276,9 +286,13 @@ impl Kms {
                     self.arn(key_id)
                 )));
             };
-            change(&mut k)?;
+            let version = change(&mut k)?;
             k.generation += 1;
-            match self.store.update_key(&k) {
+            let written = match &version {
+                Some(v) => self.store.rotate_key(&k, v),
+                None => self.store.update_key(&k),
+            };
+            match written {
                 Ok(()) => {
                     self.cache(k.clone());
                     return Ok(k);

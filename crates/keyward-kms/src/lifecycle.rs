@@ -344,14 +344,8 @@ impl Kms {
 
     /// Adds a version and makes it current, retrying on concurrent updates.
     fn rotate(&self, key_id: &str, kind: RotationType) -> Result<KeyRecord, Error> {
-        for _ in 0..16 {
-            let Some(mut k) = self.store.key(key_id)?.filter(|k| !k.destroyed) else {
-                return Err(Error::NotFound(format!(
-                    "Key '{}' does not exist",
-                    self.arn(key_id)
-                )));
-            };
-            self.check_rotatable(&k)?;
+        self.update_or_rotate(key_id, |k| {
+            self.check_rotatable(k)?;
             match kind {
                 RotationType::OnDemand if k.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS => {
                     return Err(Error::LimitExceeded(format!(
@@ -366,18 +360,9 @@ impl Kms {
                 }
             }
             k.current_version += 1;
-            k.generation += 1;
-            let version = self.new_version(key_id, k.current_version, Some(kind))?;
-            match self.store.rotate_key(&k, &version) {
-                Ok(()) => {
-                    self.cache(k.clone());
-                    return Ok(k);
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Internal("too many concurrent updates to one key"))
+            self.new_version(key_id, k.current_version, Some(kind))
+                .map(Some)
+        })
     }
 
     /// ListKeyRotations: every rotation, oldest first.

@@ -2,23 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use keyward_kms::{AesRootKey, CreateKeyRequest, EncryptionContext, Kms, KmsConfig, SystemClock};
-use keyward_store::SqliteStore;
+use keyward_kms::{CreateKeyRequest, EncryptionContext, SystemClock};
 
 #[test]
 fn mixed_operations_on_shared_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("keyward.db")).unwrap());
-    let (root, _) = AesRootKey::load_or_create_file(&dir.path().join("root.key")).unwrap();
-    let kms = Kms::open(
-        store,
-        Box::new(root),
-        Arc::new(SystemClock),
-        KmsConfig::default(),
-    )
-    .unwrap();
+    let kms = common::open_kms(dir.path(), Arc::new(SystemClock)).unwrap();
     let rotated = kms.create_key(&CreateKeyRequest::default()).unwrap().key_id;
     let shared = kms.create_key(&CreateKeyRequest::default()).unwrap().key_id;
 

@@ -6,25 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward_kms::{AesRootKey, CreateKeyRequest, EncryptionContext, Kms, KmsConfig, SystemClock};
-use keyward_store::SqliteStore;
+use keyward_kms::{CreateKeyRequest, EncryptionContext, Kms, SystemClock};
 
 fn open(dir: &Path) -> Kms {
-    let store = Arc::new(SqliteStore::open(&dir.join("keyward.db")).unwrap());
-    let (root, _) = AesRootKey::load_or_create_file(&dir.join("root.key")).unwrap();
-    Kms::open(
-        store,
-        Box::new(root),
-        Arc::new(SystemClock),
-        KmsConfig::default(),
-    )
-    .unwrap()
+    common::open_kms(dir, Arc::new(SystemClock)).unwrap()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use keyward_kms::{
-    AesRootKey, CreateKeyRequest, EncryptionContext, Error, Kms, KmsConfig, ManualClock,
-};
-use keyward_store::SqliteStore;
+use keyward_kms::{CreateKeyRequest, EncryptionContext, Error, Kms, ManualClock};
 
 const OK: &str = "ok";
 const DISABLED: &str = "DisabledException";
@@ -203,10 +202,8 @@ fn fixture(kms: &Kms, clock: &ManualClock, state: State) -> Fixture {
 #[test]
 fn every_operation_in_every_state() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("keyward.db")).unwrap());
-    let (root, _) = AesRootKey::load_or_create_file(&dir.path().join("root.key")).unwrap();
     let clock = Arc::new(ManualClock::new(1_800_000_000));
-    let kms = Kms::open(store, Box::new(root), clock.clone(), KmsConfig::default()).unwrap();
+    let kms = common::open_kms(dir.path(), clock.clone()).unwrap();
 
     let mut failures = Vec::new();
     for (name, op, expected) in TABLE {
@@ -246,15 +243,7 @@ fn every_operation_in_every_state() {
 #[test]
 fn state_errors_carry_the_aws_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("keyward.db")).unwrap());
-    let (root, _) = AesRootKey::load_or_create_file(&dir.path().join("root.key")).unwrap();
-    let kms = Kms::open(
-        store,
-        Box::new(root),
-        Arc::new(ManualClock::new(0)),
-        KmsConfig::default(),
-    )
-    .unwrap();
+    let kms = common::open_kms(dir.path(), Arc::new(ManualClock::new(0))).unwrap();
     let key = kms.create_key(&CreateKeyRequest::default()).unwrap();
     kms.disable_key(&key.key_id).unwrap();
     let e = kms.encrypt(&key.key_id, b"x", &ctx()).unwrap_err();

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
+use common::open_kms;
 use keyward_kms::{
     AesRootKey, CreateKeyRequest, EncryptionContext, Error, KeyState, Kms, KmsConfig, ManualClock,
 };
@@ -16,12 +18,6 @@ struct Env {
     dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
     kms: Kms,
-}
-
-fn open_kms(dir: &Path, clock: Arc<ManualClock>) -> Result<Kms, Error> {
-    let store = Arc::new(SqliteStore::open(&dir.join("keyward.db")).unwrap());
-    let (root, _) = AesRootKey::load_or_create_file(&dir.join("root.key"))?;
-    Kms::open(store, Box::new(root), clock, KmsConfig::default())
 }
 
 fn env() -> Env {
