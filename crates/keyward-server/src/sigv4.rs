@@ -1,0 +1,267 @@
+//! Verifying AWS Signature Version 4 on the server.
+//!
+//! Specification: the AWS IAM guide, "Create a signed AWS API request". The server
+//! rebuilds the canonical request from what it received (method, path, query, the signed
+//! headers as sent, `Host` with its port, the SHA-256 of the raw body), derives the signing
+//! key from the caller's secret, and compares signatures in constant time.
+
+use aws_lc_rs::{constant_time, digest, hmac};
+use zeroize::Zeroizing;
+
+/// Accepted clock skew between the client and the server: 15 minutes, as AWS.
+pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
+
+/// Why a request was refused. Each maps to the error a client of AWS expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("Request is missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// The `Authorization` header or a header it needs is malformed or missing.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The access key id is not known.
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// The signature does not match.
+    #[error(
+        "The request signature we calculated does not match the signature you provided. \
+         Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+    )]
+    InvalidSignature,
+    /// The request was signed too long ago or too far in the future.
+    #[error("{0}")]
+    SignatureExpired(String),
+}
+
+impl AuthError {
+    /// The AWS error type (`__type`) a client expects.
+    pub fn aws_type(&self) -> &'static str {
+        match self {
+            Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            Self::IncompleteSignature(_) => "IncompleteSignatureException",
+            Self::UnrecognizedClient => "UnrecognizedClientException",
+            Self::InvalidSignature | Self::SignatureExpired(_) => "InvalidSignatureException",
+        }
+    }
+}
+
+/// An HTTP request as received, for verification.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `POST`, ...
+    pub method: &'a str,
+    /// The path as sent (already percent-encoded by the client), `/` for KMS.
+    pub path: &'a str,
+    /// The query string as sent, without `?`.
+    pub query: &'a str,
+    /// Every header as received: names in any case, repeated names allowed.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// Who signed a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The region the request was signed for.
+    pub region: String,
+}
+
+/// The parsed `Authorization` header.
+struct Authorization<'a> {
+    access_key_id: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    signed_headers: Vec<&'a str>,
+    signature: &'a str,
+}
+
+fn incomplete(why: &str) -> AuthError {
+    AuthError::IncompleteSignature(why.to_owned())
+}
+
+fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| {
+        incomplete("Authorization header requires the AWS4-HMAC-SHA256 algorithm")
+    })?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| incomplete("Authorization header is malformed"))?;
+        match k {
+            "Credential" => credential = Some(v),
+            "SignedHeaders" => signed = Some(v),
+            "Signature" => signature = Some(v),
+            _ => return Err(incomplete("Authorization header has an unknown component")),
+        }
+    }
+    let missing = |what| incomplete(&format!("Authorization header requires '{what}' parameter"));
+    let credential = credential.ok_or_else(|| missing("Credential"))?;
+    let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
+    let signature = signature.ok_or_else(|| missing("Signature"))?;
+    let mut scope = credential.split('/');
+    let (Some(access_key_id), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
+        return Err(incomplete(
+            "Credential should be scoped to a valid region, service and aws4_request",
+        ));
+    };
+    let signed_headers: Vec<&str> = signed.split(';').collect();
+    if signed_headers
+        .iter()
+        .any(|h| h.is_empty() || h.bytes().any(|c| c.is_ascii_uppercase()))
+        || !signed_headers.is_sorted()
+    {
+        return Err(incomplete(
+            "SignedHeaders must be lowercase, sorted names separated by ';'",
+        ));
+    }
+    Ok(Authorization {
+        access_key_id,
+        date,
+        region,
+        service,
+        signed_headers,
+        signature,
+    })
+}
+
+/// A header's value as SigV4 canonicalizes it: every value for the name, trimmed, inner
+/// runs of spaces collapsed, joined with commas.
+fn canonical_header(headers: &[(&str, &str)], name: &str) -> Option<String> {
+    let values: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// Parses `YYYYMMDD'T'HHMMSS'Z'` into Unix seconds.
+fn parse_amz_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> hmac::Tag {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+}
+
+/// The canonical request of `req` for the given signed headers.
+fn canonical_request(req: &Request<'_>, signed_headers: &[&str]) -> Result<String, AuthError> {
+    let mut query: Vec<&str> = req.query.split('&').filter(|p| !p.is_empty()).collect();
+    query.sort_unstable();
+    let mut out = format!("{}\n{}\n{}\n", req.method, req.path, query.join("&"));
+    for name in signed_headers {
+        let value = canonical_header(req.headers, name)
+            .ok_or_else(|| incomplete(&format!("signed header '{name}' is missing")))?;
+        out.push_str(&format!("{name}:{value}\n"));
+    }
+    out.push('\n');
+    out.push_str(&signed_headers.join(";"));
+    out.push('\n');
+    out.push_str(&hex(digest::digest(&digest::SHA256, req.body).as_ref()));
+    Ok(out)
+}
+
+/// Verifies `req`'s SigV4 signature for `service` at time `now` (Unix seconds), finding
+/// the caller's secret with `secret_for`.
+pub fn verify(
+    req: &Request<'_>,
+    service: &str,
+    now: i64,
+    secret_for: impl FnOnce(&str) -> Option<Zeroizing<String>>,
+) -> Result<Verified, AuthError> {
+    let auth = canonical_header(req.headers, "authorization")
+        .ok_or(AuthError::MissingAuthenticationToken)?;
+    let auth = parse_authorization(&auth)?;
+    if auth.service != service {
+        return Err(incomplete(&format!(
+            "Credential should be scoped to correct service: '{service}'"
+        )));
+    }
+    for required in ["host", "x-amz-date"] {
+        if !auth.signed_headers.contains(&required) {
+            return Err(incomplete(&format!("'{required}' must be a signed header")));
+        }
+    }
+    if canonical_header(req.headers, "x-amz-security-token").is_some()
+        && !auth.signed_headers.contains(&"x-amz-security-token")
+    {
+        return Err(incomplete("'x-amz-security-token' must be a signed header"));
+    }
+    let amz_date = canonical_header(req.headers, "x-amz-date")
+        .ok_or_else(|| incomplete("X-Amz-Date is missing"))?;
+    let signed_at = parse_amz_date(&amz_date)
+        .ok_or_else(|| incomplete("X-Amz-Date must be YYYYMMDD'T'HHMMSS'Z'"))?;
+    if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
+        return Err(incomplete(
+            "Date in Credential scope does not match X-Amz-Date",
+        ));
+    }
+    if (now - signed_at).abs() > MAX_SKEW_SECONDS {
+        return Err(AuthError::SignatureExpired(format!(
+            "Signature expired: {amz_date} is now outside the {} minute window around the server's time",
+            MAX_SKEW_SECONDS / 60
+        )));
+    }
+
+    let secret = secret_for(auth.access_key_id).ok_or(AuthError::UnrecognizedClient)?;
+    let canonical = canonical_request(req, &auth.signed_headers)?;
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let k_secret = Zeroizing::new(format!("AWS4{}", &*secret));
+    let k_date = hmac(k_secret.as_bytes(), auth.date.as_bytes());
+    let k_region = hmac(k_date.as_ref(), auth.region.as_bytes());
+    let k_service = hmac(k_region.as_ref(), auth.service.as_bytes());
+    let k_signing = hmac(k_service.as_ref(), b"aws4_request");
+    let expected = hex(hmac(k_signing.as_ref(), to_sign.as_bytes()).as_ref());
+    constant_time::verify_slices_are_equal(expected.as_bytes(), auth.signature.as_bytes())
+        .map_err(|_| AuthError::InvalidSignature)?;
+    Ok(Verified {
+        access_key_id: auth.access_key_id.to_owned(),
+        region: auth.region.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
