@@ -1,0 +1,246 @@
+//! The KMS JSON protocol against a real KMS: shapes of responses, and every error as the
+//! wire carries it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use keyward_kms::{AesRootKey, Kms, KmsConfig, SystemClock};
+use keyward_server::protocol::{ApiError, WireError, handle};
+use keyward_store::SqliteStore;
+use serde_json::{Value, json};
+
+fn kms() -> (tempfile::TempDir, Kms) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("keyward.db")).unwrap());
+    let (root, _) = AesRootKey::load_or_create_file(&dir.path().join("root.key")).unwrap();
+    let kms = Kms::open(
+        store,
+        Box::new(root),
+        Arc::new(SystemClock),
+        KmsConfig::default(),
+    )
+    .unwrap();
+    (dir, kms)
+}
+
+fn call(kms: &Kms, op: &str, body: Value) -> Result<Value, WireError> {
+    handle(
+        kms,
+        &format!("TrentService.{op}"),
+        body.to_string().as_bytes(),
+    )
+    .map_err(|e: ApiError| e.to_wire())
+}
+
+fn err(kms: &Kms, op: &str, body: Value) -> (u16, &'static str) {
+    let e = call(kms, op, body).unwrap_err();
+    (e.status, e.aws_type)
+}
+
+#[test]
+fn envelope_flow_as_boto3_sends_it() {
+    let (_d, kms) = kms();
+    let meta = call(
+        &kms,
+        "CreateKey",
+        json!({ "Description": "cards", "Tags": [{ "TagKey": "env", "TagValue": "prod" }] }),
+    )
+    .unwrap()["KeyMetadata"]
+        .clone();
+    let arn = meta["Arn"].as_str().unwrap().to_owned();
+    assert_eq!(meta["KeyState"], "Enabled");
+    assert_eq!(meta["KeySpec"], "SYMMETRIC_DEFAULT");
+    assert_eq!(meta["EncryptionAlgorithms"], json!(["SYMMETRIC_DEFAULT"]));
+    assert!(meta["CreationDate"].is_i64());
+    assert_eq!(meta["CurrentKeyMaterialId"].as_str().unwrap().len(), 64);
+    call(
+        &kms,
+        "CreateAlias",
+        json!({ "AliasName": "alias/cards", "TargetKeyId": meta["KeyId"] }),
+    )
+    .unwrap();
+
+    let ctx = json!({ "purpose": "cards" });
+    let dk = call(
+        &kms,
+        "GenerateDataKey",
+        json!({ "KeyId": "alias/cards", "KeySpec": "AES_256", "EncryptionContext": ctx }),
+    )
+    .unwrap();
+    assert_eq!(dk["KeyId"], arn);
+    let plaintext = dk["Plaintext"].as_str().unwrap().to_owned();
+    let back = call(
+        &kms,
+        "Decrypt",
+        json!({ "CiphertextBlob": dk["CiphertextBlob"], "EncryptionContext": ctx }),
+    )
+    .unwrap();
+    assert_eq!(back["Plaintext"], plaintext);
+    assert_eq!(back["KeyId"], arn);
+    assert_eq!(back["EncryptionAlgorithm"], "SYMMETRIC_DEFAULT");
+
+    let bare = call(
+        &kms,
+        "GenerateDataKeyWithoutPlaintext",
+        json!({ "KeyId": arn, "NumberOfBytes": 32 }),
+    )
+    .unwrap();
+    assert!(bare.get("Plaintext").is_none());
+    let enc = call(
+        &kms,
+        "Encrypt",
+        json!({ "KeyId": arn, "Plaintext": "aGVsbG8=" }),
+    )
+    .unwrap();
+    let re = call(&kms, "ReEncrypt", json!({ "CiphertextBlob": enc["CiphertextBlob"], "DestinationKeyId": "alias/cards", "DestinationEncryptionContext": ctx })).unwrap();
+    let moved = call(
+        &kms,
+        "Decrypt",
+        json!({ "CiphertextBlob": re["CiphertextBlob"], "EncryptionContext": ctx }),
+    )
+    .unwrap();
+    assert_eq!(moved["Plaintext"], "aGVsbG8=");
+    assert_eq!(
+        call(&kms, "GenerateRandom", json!({ "NumberOfBytes": 16 })).unwrap()["Plaintext"]
+            .as_str()
+            .unwrap()
+            .len(),
+        24
+    );
+    let tags = call(&kms, "ListResourceTags", json!({ "KeyId": arn })).unwrap();
+    assert_eq!(
+        tags["Tags"],
+        json!([{ "TagKey": "env", "TagValue": "prod" }])
+    );
+}
+
+#[test]
+fn errors_on_the_wire() {
+    let (_d, kms) = kms();
+    let key = call(&kms, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enc = call(
+        &kms,
+        "Encrypt",
+        json!({ "KeyId": key, "Plaintext": "aGk=", "EncryptionContext": { "a": "1" } }),
+    )
+    .unwrap();
+
+    assert_eq!(
+        err(
+            &kms,
+            "Decrypt",
+            json!({ "CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": { "a": "2" } })
+        ),
+        (400, "InvalidCiphertextException")
+    );
+    assert_eq!(
+        err(&kms, "Encrypt", json!({ "Plaintext": "aGk=" })),
+        (400, "ValidationException")
+    );
+    assert_eq!(
+        err(
+            &kms,
+            "Encrypt",
+            json!({ "KeyId": key, "Plaintext": "not base64!" })
+        ),
+        (400, "SerializationException")
+    );
+    assert_eq!(
+        err(
+            &kms,
+            "Encrypt",
+            json!({ "KeyId": "alias/none", "Plaintext": "aGk=" })
+        ),
+        (404, "NotFoundException")
+    );
+    assert_eq!(
+        err(
+            &kms,
+            "GenerateDataKey",
+            json!({ "KeyId": key, "KeySpec": "AES_256", "NumberOfBytes": 32 })
+        ),
+        (400, "ValidationException")
+    );
+    assert_eq!(
+        err(&kms, "CreateKey", json!({ "KeySpec": "RSA_2048" })),
+        (400, "UnsupportedOperationException")
+    );
+    assert_eq!(
+        err(&kms, "Frobnicate", json!({})),
+        (400, "UnknownOperationException")
+    );
+    call(&kms, "DisableKey", json!({ "KeyId": key })).unwrap();
+    assert_eq!(
+        err(
+            &kms,
+            "Encrypt",
+            json!({ "KeyId": key, "Plaintext": "aGk=" })
+        ),
+        (409, "DisabledException")
+    );
+    call(
+        &kms,
+        "ScheduleKeyDeletion",
+        json!({ "KeyId": key, "PendingWindowInDays": 7 }),
+    )
+    .unwrap();
+    assert_eq!(
+        err(
+            &kms,
+            "Encrypt",
+            json!({ "KeyId": key, "Plaintext": "aGk=" })
+        ),
+        (409, "KMSInvalidStateException")
+    );
+
+    for body in [&b"{"[..], b"[]", b"{\"KeyId\": 5}", b"\xff"] {
+        let e = handle(&kms, "TrentService.DescribeKey", body)
+            .unwrap_err()
+            .to_wire();
+        assert_eq!(
+            (e.status, e.aws_type),
+            (400, "SerializationException"),
+            "{body:?}"
+        );
+    }
+    let e = handle(&kms, "Other.DescribeKey", b"{}")
+        .unwrap_err()
+        .to_wire();
+    assert_eq!(e.aws_type, "UnknownOperationException");
+    let body: Value = serde_json::from_slice(&e.body()).unwrap();
+    assert_eq!(body["__type"], "UnknownOperationException");
+    assert!(body["message"].is_string());
+}
+
+#[test]
+fn list_keys_pages_with_markers() {
+    let (_d, kms) = kms();
+    for _ in 0..5 {
+        call(&kms, "CreateKey", json!({})).unwrap();
+    }
+    let mut seen = 0;
+    let mut marker: Option<String> = None;
+    loop {
+        let mut body = json!({ "Limit": 2 });
+        if let Some(m) = &marker {
+            body["Marker"] = json!(m);
+        }
+        let page = call(&kms, "ListKeys", body).unwrap();
+        seen += page["Keys"].as_array().unwrap().len();
+        if page["Truncated"] == json!(true) {
+            marker = Some(page["NextMarker"].as_str().unwrap().to_owned());
+        } else {
+            assert!(page.get("NextMarker").is_none());
+            break;
+        }
+    }
+    assert_eq!(seen, 5);
+    assert_eq!(
+        err(&kms, "ListKeys", json!({ "Limit": 0 })),
+        (400, "ValidationException")
+    );
+}
