@@ -176,6 +176,29 @@ impl Kms {
         &self.config
     }
 
+    /// The store, for the server's own records (access keys, TLS material).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Wraps a secret of the server's (an access key's secret, a CA key) under the root
+    /// key, bound to `purpose`.
+    pub fn seal_secret(&self, purpose: &str, secret: &[u8]) -> Result<Vec<u8>, Error> {
+        self.root
+            .wrap(secret, &[b"server-secret\0", purpose.as_bytes()].concat())
+    }
+
+    /// Unwraps what [`Kms::seal_secret`] made for the same `purpose`.
+    pub fn open_secret(&self, purpose: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.root
+            .unwrap(wrapped, &[b"server-secret\0", purpose.as_bytes()].concat())
+    }
+
+    /// The root-key provider's name (`file`, `passphrase`, ...).
+    pub fn root_key_provider(&self) -> &'static str {
+        self.root.provider()
+    }
+
     pub(crate) fn arn(&self, key_id: &str) -> String {
         self.config.key_arn(key_id)
     }

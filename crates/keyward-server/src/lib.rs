@@ -1,11 +1,25 @@
-//! keyward's HTTP service: the AWS KMS JSON 1.1 protocol over TLS, authenticated with
-//! AWS Signature Version 4.
-//!
-//! This crate grows with issue #4: today it holds the SigV4 verifier and the protocol
-//! layer (operation dispatch and the one mapping of errors to the wire); the HTTP/TLS
-//! listener comes next.
+//! keyward's HTTP service: the AWS KMS JSON 1.1 protocol over TLS 1.3, authenticated with
+//! AWS Signature Version 4 against access keys keyward manages.
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod protocol;
+pub mod server;
 pub mod sigv4;
+pub mod tls;
+
+/// Failures of the server itself (not of a request).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The KMS failed.
+    #[error(transparent)]
+    Kms(#[from] keyward_kms::Error),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] keyward_store::StoreError),
+    /// Something else went wrong inside the server.
+    #[error("{0}")]
+    Internal(String),
+}

@@ -12,7 +12,7 @@
 mod records;
 mod sqlite;
 
-pub use records::{Alias, KeyRecord, KeyState, RotationType, VersionRecord};
+pub use records::{AccessKey, Alias, KeyRecord, KeyState, RotationType, VersionRecord};
 pub use sqlite::SqliteStore;
 
 /// Storage failures.
@@ -84,4 +84,13 @@ pub trait Store: Send + Sync {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a value by name if none is stored yet; returns the value now stored.
     fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Adds an API access key.
+    fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+    /// An API access key by id.
+    fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError>;
+    /// Every API access key, by id.
+    fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
+    /// Removes an API access key.
+    fn delete_access_key(&self, access_key_id: &str) -> Result<(), StoreError>;
 }

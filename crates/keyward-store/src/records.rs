@@ -135,3 +135,26 @@ pub struct Alias {
     /// When it was last pointed at a key.
     pub updated_at: i64,
 }
+
+/// An API access key: SigV4 credentials that act as a principal.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// The access key id (public), e.g. `KWAK...`.
+    pub access_key_id: String,
+    /// Who requests signed with it act as.
+    pub principal: String,
+    /// The secret access key, wrapped by the root key (SigV4 needs the secret itself, so a
+    /// hash would not do).
+    pub wrapped: Vec<u8>,
+    /// When it was made.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}

@@ -5,11 +5,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use crate::{Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord};
+use crate::{
+    AccessKey, Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -51,7 +54,16 @@ CREATE TABLE tags (
     tag_value TEXT NOT NULL,
     PRIMARY KEY (key_id, tag_key)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    principal     TEXT NOT NULL,
+    wrapped       BLOB NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+"#,
+];
 
 const KEY_COLUMNS: &str = "key_id, created_at, description, state, deletion_date, \
     pending_window_days, rotation_period_days, next_rotation, current_version, \
@@ -501,4 +513,61 @@ impl Store for SqliteStore {
             .map_err(backend)
         })
     }
+
+    fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO access_keys (access_key_id, principal, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key.access_key_id, key.principal, key.wrapped, key.created_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT access_key_id, principal, wrapped, created_at FROM access_keys WHERE access_key_id = ?1",
+            )
+            .map_err(backend)?;
+        stmt.query_row([access_key_id], access_key_from_row)
+            .optional()
+            .map_err(backend)
+    }
+
+    fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT access_key_id, principal, wrapped, created_at FROM access_keys ORDER BY access_key_id")
+            .map_err(backend)?;
+        let rows = stmt.query_map([], access_key_from_row).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn delete_access_key(&self, access_key_id: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM access_keys WHERE access_key_id = ?1",
+                    [access_key_id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
+    Ok(AccessKey {
+        access_key_id: r.get(0)?,
+        principal: r.get(1)?,
+        wrapped: r.get(2)?,
+        created_at: r.get(3)?,
+    })
 }

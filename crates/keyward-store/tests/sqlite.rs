@@ -28,6 +28,11 @@ fn destroy_removes_material() {
 }
 
 #[test]
+fn access_keys() {
+    suite::access_keys(&open().1);
+}
+
+#[test]
 fn meta_is_set_once() {
     suite::meta_is_set_once(&open().1);
 }

@@ -18,6 +18,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the key management service: the AWS KMS JSON API over TLS 1.3 with SigV4.
+    ///
+    /// The first start creates the data directory, a development root key, an internal CA
+    /// and an administrator access key, and prints what a client needs.
+    Serve(ServeArgs),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -29,6 +34,29 @@ pub(crate) enum Command {
     /// authenticates: if decryption then fails, keyward exits non-zero and what was
     /// written must be discarded.
     Decrypt(DecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML configuration file (keys: data_dir, listen, region, account, partition, hostnames).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where keyward keeps its database, root key and CA [env: KEYWARD_DATA_DIR]
+    /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address and port to listen on [env: KEYWARD_LISTEN] [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) listen: Option<String>,
+    /// Region in the ARNs [env: KEYWARD_REGION] [default: us-east-1].
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// 12-digit account id in the ARNs [env: KEYWARD_ACCOUNT] [default: 111122223333].
+    #[arg(long)]
+    pub(crate) account: Option<String>,
+    /// Extra DNS names or IP addresses for the server certificate. Repeatable.
+    #[arg(long = "hostname", value_name = "NAME")]
+    pub(crate) hostnames: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use clap::Parser as _;
 mod cli;
 mod envelope;
 mod files;
+mod serve;
 
 /// Exit code for a bad flag or setting (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),

@@ -1,6 +1,8 @@
 //! The store contract, written once against `&dyn Store` and run for every backend.
 
-use keyward_store::{Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord};
+use keyward_store::{
+    AccessKey, Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord,
+};
 
 pub(crate) fn key(id: &str) -> KeyRecord {
     KeyRecord {
@@ -164,4 +166,26 @@ pub(crate) fn meta_is_set_once(store: &dyn Store) {
     assert_eq!(store.init_meta("root", b"first").unwrap(), b"first");
     assert_eq!(store.init_meta("root", b"second").unwrap(), b"first");
     assert_eq!(store.meta("root").unwrap().as_deref(), Some(&b"first"[..]));
+}
+
+pub(crate) fn access_keys(store: &dyn Store) {
+    let k = AccessKey {
+        access_key_id: "KWAK1".into(),
+        principal: "admin".into(),
+        wrapped: b"w".to_vec(),
+        created_at: 1,
+    };
+    store.create_access_key(&k).unwrap();
+    assert!(matches!(
+        store.create_access_key(&k),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(store.access_key("KWAK1").unwrap(), Some(k.clone()));
+    assert_eq!(store.access_keys().unwrap(), [k]);
+    store.delete_access_key("KWAK1").unwrap();
+    assert_eq!(store.access_key("KWAK1").unwrap(), None);
+    assert!(matches!(
+        store.delete_access_key("KWAK1"),
+        Err(StoreError::NotFound)
+    ));
 }

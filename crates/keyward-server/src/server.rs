@@ -1,0 +1,192 @@
+//! The listener: TLS 1.3 over TCP, HTTP/1.1 and HTTP/2, SigV4, the KMS protocol.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use keyward_kms::Kms;
+use tokio::net::TcpListener;
+
+use crate::protocol::{self, ApiError, CONTENT_TYPE, WireError};
+use crate::{ServerError, access, sigv4};
+
+/// Largest request body accepted. KMS's largest members (a 6144-byte blob, a 32 KiB
+/// policy) fit easily.
+pub const MAX_BODY: usize = 256 * 1024;
+/// A TLS handshake must finish within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct State {
+    kms: Arc<Kms>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
+pub async fn serve(
+    kms: Arc<Kms>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let state = Arc::new(State { kms });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (acceptor, state) = (acceptor.clone(), state.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("closing connections still open after 30 s"),
+    }
+    Ok(())
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let id = request_id();
+    let result = respond(&state, req).await;
+    let (status, body, error_type) = match result {
+        Ok(body) => (StatusCode::OK, body, None),
+        Err(e) => {
+            if let ApiError::Kms(
+                k @ (keyward_kms::Error::Internal(_) | keyward_kms::Error::Store(_)),
+            ) = &e
+            {
+                tracing::error!(request_id = %id, error = %k, "internal error");
+            }
+            let WireError {
+                status,
+                aws_type,
+                message,
+            } = e.to_wire();
+            let wire = WireError {
+                status,
+                aws_type,
+                message,
+            };
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                wire.body(),
+                Some(aws_type),
+            )
+        }
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", CONTENT_TYPE)
+        .header("x-amzn-requestid", &id);
+    if let Some(t) = error_type {
+        response = response.header("x-amzn-errortype", t);
+    }
+    Ok(response
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
+    let (parts, body) = req.into_parts();
+    if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
+        return Err(ApiError::UnknownOperation(
+            "keyward serves the AWS KMS JSON protocol: POST /".into(),
+        ));
+    }
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::Validation(format!(
+                "Request body larger than {MAX_BODY} bytes or unreadable"
+            ))
+        })?
+        .to_bytes();
+
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.push((name.as_str(), v));
+        }
+    }
+    // HTTP/2 carries the host in the :authority pseudo-header.
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    if !parts.headers.contains_key("host") {
+        if let Some(a) = &authority {
+            headers.push(("host", a));
+        }
+    }
+    let signed = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let kms = state.kms.clone();
+    let mut principal = None;
+    sigv4::verify(&signed, "kms", now, |akid| {
+        match access::lookup(&kms, akid) {
+            Ok(Some((secret, p))) => {
+                principal = Some(p);
+                Some(secret)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "access key lookup failed");
+                None
+            }
+        }
+    })?;
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    tracing::debug!(principal = principal.as_deref().unwrap_or(""), %target, "request");
+    let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &target, &body))
+        .await
+        .map_err(|_| ApiError::Kms(keyward_kms::Error::Internal("request handler failed")))??;
+    Ok(out.to_string().into_bytes())
+}

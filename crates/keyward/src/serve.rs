@@ -1,0 +1,314 @@
+//! `keyward serve`: configuration, first start, and the service's lifetime.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_kms::{AesRootKey, Kms, KmsConfig, SystemClock};
+use keyward_store::SqliteStore;
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+use crate::files::CliError;
+
+/// The configuration file's shape; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    region: Option<String>,
+    account: Option<String>,
+    partition: Option<String>,
+    #[serde(default)]
+    hostnames: Vec<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug)]
+struct Config {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    kms: KmsConfig,
+    hostnames: Vec<String>,
+}
+
+fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
+    CliError::usage(format!("invalid setting {setting}: {why}"))
+}
+
+/// Flags, then `KEYWARD_*` variables, then the file, then defaults; validated before
+/// anything is created or bound.
+fn configure(args: &ServeArgs) -> Result<Config, CliError> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?;
+            toml::from_str(&text)
+                .map_err(|e| bad("--config", format!("{}: {e}", path.display())))?
+        }
+        None => FileConfig::default(),
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let pick = |flag: &Option<String>, var: &str, from_file: &Option<String>| {
+        flag.clone()
+            .or_else(|| env(var))
+            .or_else(|| from_file.clone())
+    };
+
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| env("KEYWARD_DATA_DIR").map(PathBuf::from))
+        .or(file.data_dir)
+        .or_else(default_data_dir)
+        .ok_or_else(|| bad("data_dir", "no default: set --data-dir or KEYWARD_DATA_DIR"))?;
+    let listen = pick(&args.listen, "KEYWARD_LISTEN", &file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| bad("listen", format!("{listen:?} is not ADDR:PORT")))?;
+    let region =
+        pick(&args.region, "KEYWARD_REGION", &file.region).unwrap_or_else(|| "us-east-1".into());
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return Err(bad(
+            "region",
+            format!("{region:?} must be lowercase letters, digits and '-'"),
+        ));
+    }
+    let account = pick(&args.account, "KEYWARD_ACCOUNT", &file.account)
+        .unwrap_or_else(|| "111122223333".into());
+    if account.len() != 12 || !account.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(bad("account", format!("{account:?} must be 12 digits")));
+    }
+    let partition = file.partition.unwrap_or_else(|| "aws".into());
+    if partition.is_empty()
+        || !partition
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c == b'-')
+    {
+        return Err(bad(
+            "partition",
+            format!("{partition:?} must be lowercase letters and '-'"),
+        ));
+    }
+    let mut hostnames = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    for h in file.hostnames.iter().chain(&args.hostnames) {
+        if h.is_empty() || h.contains(char::is_whitespace) {
+            return Err(bad(
+                "hostname",
+                format!("{h:?} is not a host name or IP address"),
+            ));
+        }
+        if !hostnames.contains(h) {
+            hostnames.push(h.clone());
+        }
+    }
+    Ok(Config {
+        data_dir,
+        listen,
+        kms: KmsConfig {
+            partition,
+            region,
+            account,
+        },
+        hostnames,
+    })
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("keyward"))
+}
+
+fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CliError + '_ {
+    move |e| CliError::failed(format!("{what}: {e}"))
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let config = configure(args)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|e| failed("cannot create the data directory")(&e))?;
+    let dir = &config.data_dir;
+    let store = Arc::new(
+        SqliteStore::open(&dir.join("keyward.db"))
+            .map_err(|e| failed("opening the database")(&e))?,
+    );
+    let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
+        .map_err(|e| failed("root key")(&e))?;
+    if created {
+        eprintln!(
+            "keyward: created a development root key at {}",
+            dir.join("root.key").display()
+        );
+    }
+    let kms = Arc::new(
+        Kms::open(
+            store,
+            Box::new(root),
+            Arc::new(SystemClock),
+            config.kms.clone(),
+        )
+        .map_err(|e| failed("opening the KMS")(&e))?,
+    );
+    let tls =
+        keyward_server::tls::prepare(&kms, &config.hostnames).map_err(|e| failed("TLS")(&e))?;
+    let ca_path = dir.join("ca.pem");
+    write_file(&ca_path, tls.ca_pem.as_bytes(), 0o644)?;
+    let admin = first_admin_key(&kms, dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed("starting the runtime")(&e))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| failed(&format!("cannot listen on {}", config.listen))(&e))?;
+        let addr = listener.local_addr().map_err(|e| failed("listener")(&e))?;
+        print_banner(&config, addr, &ca_path, admin.as_deref(), dir);
+
+        let ticker = kms.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let kms = ticker.clone();
+                match tokio::task::spawn_blocking(move || kms.run_due_work()).await {
+                    Ok(Ok((0, 0))) => {}
+                    Ok(Ok((rotated, destroyed))) => {
+                        tracing::info!(rotated, destroyed, "scheduled work done")
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "scheduled work failed"),
+                    Err(e) => tracing::error!(error = %e, "scheduled work panicked"),
+                }
+            }
+        });
+        keyward_server::server::serve(kms, tls.config, listener, shutdown_signal())
+            .await
+            .map_err(|e| failed("server")(&e))
+    })?;
+    eprintln!("keyward: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("keyward: shutting down");
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| failed(&format!("writing {}", path.display()))(&e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| failed(&format!("writing {}", path.display()))(&e))
+}
+
+/// On first start, makes the administrator's access key and stores its credentials in
+/// `admin.env` (mode 0600). Returns the secret only when it was made now.
+fn first_admin_key(kms: &Kms, dir: &Path) -> Result<Option<String>, CliError> {
+    let env_path = dir.join("admin.env");
+    if !kms
+        .store()
+        .access_keys()
+        .map_err(|e| failed("access keys")(&e))?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let now = SystemClock.now_secs();
+    let key = keyward_server::access::create(kms, "admin", now)
+        .map_err(|e| failed("creating the admin key")(&e))?;
+    let text = format!(
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\n",
+        key.access_key_id, &*key.secret
+    );
+    write_file(&env_path, text.as_bytes(), 0o600)?;
+    Ok(Some(key.access_key_id))
+}
+
+trait NowSecs {
+    fn now_secs(&self) -> i64;
+}
+
+impl NowSecs for SystemClock {
+    fn now_secs(&self) -> i64 {
+        keyward_kms::Clock::now(self)
+    }
+}
+
+fn print_banner(config: &Config, addr: SocketAddr, ca: &Path, created: Option<&str>, dir: &Path) {
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && host != "localhost" {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let endpoint = format!("https://{host}:{}", addr.port());
+    let env_path = dir.join("admin.env");
+    println!("keyward: serving the AWS KMS API at {endpoint} (TLS 1.3)");
+    println!("keyward: data directory {}", dir.display());
+    if created.is_some() {
+        println!("keyward: created the administrator's access key; its secret is shown once here");
+        println!("keyward: and kept in {} (mode 0600)", env_path.display());
+    }
+    println!("export AWS_ENDPOINT_URL_KMS={endpoint}");
+    println!("export AWS_CA_BUNDLE={}", ca.display());
+    println!("export AWS_DEFAULT_REGION={}", config.kms.region);
+    match fs::read_to_string(&env_path) {
+        Ok(text) if created.is_some() => print!("{text}"),
+        Ok(_) => println!(
+            ". {}   # AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            env_path.display()
+        ),
+        Err(_) => println!(
+            "# administrator credentials: {} is missing",
+            env_path.display()
+        ),
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,136 @@
+//! `keyward serve` end to end: first start in an empty data directory, a stock boto3
+//! client configured only through the environment it prints, refused requests, SIGTERM.
+//! Needs the pinned Python venv (tests/interop/setup-venv); skips without it, except in CI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("KEYWARD_INTEROP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/interop-venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import boto3, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    let why = format!("no Python with boto3 at {}", python.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}: .ci/run must run tests/interop/setup-venv first"
+    );
+    eprintln!("SKIPPED serve tests: {why} (run tests/interop/setup-venv)");
+    None
+}
+
+struct Server {
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `keyward serve` on a free port and reads the `export` lines it prints.
+fn start(data_dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("KEYWARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+        if line.starts_with("export AWS_SECRET_ACCESS_KEY=") || line.starts_with(". ") {
+            break;
+        }
+    }
+    Server { child, env }
+}
+
+#[test]
+fn boto3_envelope_example_and_refused_requests() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data);
+    assert_eq!(server.env.len(), 5, "banner: {:?}", server.env);
+    for name in ["ca.pem", "admin.env", "root.key", "keyward.db"] {
+        assert!(data.join(name).exists(), "{name} not created");
+    }
+
+    let out = Command::new(&python)
+        .arg(repo_root().join("tests/interop/boto3_envelope.py"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .envs(server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+
+    // SIGTERM: a graceful stop with status 0.
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.child.wait().unwrap().success());
+
+    // A second start reuses everything: no new credentials.
+    let again = start(&data);
+    assert!(again.env.iter().all(|(k, _)| k != "AWS_SECRET_ACCESS_KEY"));
+}
+
+#[test]
+fn bad_settings_exit_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, named) in [
+        (vec!["--listen", "nonsense"], "listen"),
+        (vec!["--region", "US EAST"], "region"),
+        (vec!["--account", "12"], "account"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("d"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(named),
+            "{args:?}"
+        );
+        assert!(
+            !dir.path().join("d").exists(),
+            "{args:?}: created the data directory before validating"
+        );
+    }
+}
