@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -20,6 +20,10 @@ use crate::{ServerError, access, sigv4};
 /// Largest request body accepted. KMS's largest members (a 6144-byte blob, a 32 KiB
 /// policy) fit easily.
 pub const MAX_BODY: usize = 256 * 1024;
+/// Past [`MAX_BODY`], up to this much more is read and thrown away so that a client still
+/// sending sees the error response instead of a reset connection; beyond it the
+/// connection is closed.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,15 +134,7 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
             "keyward serves the AWS KMS JSON protocol: POST /".into(),
         ));
     }
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
-            ApiError::Validation(format!(
-                "Request body larger than {MAX_BODY} bytes or unreadable"
-            ))
-        })?
-        .to_bytes();
+    let body = read_body(body).await?;
 
     let mut headers = Vec::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
@@ -189,4 +185,30 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
         .await
         .map_err(|_| ApiError::Kms(keyward_kms::Error::Internal("request handler failed")))??;
     Ok(out.to_string().into_bytes())
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes. A longer one is read on (and
+/// dropped) up to [`DRAIN_LIMIT`] so the refusal reaches the client.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::Validation(format!("Request body larger than {MAX_BODY} bytes"));
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::Validation("Request body unreadable".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > MAX_BODY + DRAIN_LIMIT {
+            return Err(too_large());
+        }
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_BODY {
+        Err(too_large())
+    } else {
+        Ok(Bytes::from(buf))
+    }
 }

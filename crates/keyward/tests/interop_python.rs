@@ -8,36 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The venv's Python with the AWS Encryption SDK importable, or `None` (and a skip notice).
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("KEYWARD_INTEROP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/interop-venv/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import aws_encryption_sdk"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    let why = format!("no Python with aws-encryption-sdk at {}", python.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}: .ci/run must run tests/interop/setup-venv first");
-    }
-    eprintln!("SKIPPED interop_python: {why} (run tests/interop/setup-venv)");
-    None
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -68,7 +43,7 @@ fn keyward(op: &str, key: &Path, input: &Path, output: &Path) -> Command {
 /// `python esdk_raw.py OP --key-file KEY --in IN --out OUT`.
 fn esdk(python: &Path, op: &str, key: &Path, input: &Path, output: &Path) -> Command {
     let mut cmd = Command::new(python);
-    cmd.arg(repo_root().join("tests/interop/esdk_raw.py"))
+    cmd.arg(common::repo_root().join("tests/interop/esdk_raw.py"))
         .arg(op);
     cmd.arg("--key-file")
         .arg(key)
@@ -81,7 +56,9 @@ fn esdk(python: &Path, op: &str, key: &Path, input: &Path, output: &Path) -> Com
 
 #[test]
 fn interop_python_esdk_raw_aes_both_directions() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::python("aws_encryption_sdk", "interop_python") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
     let (key, other) = (p("key"), p("other"));

@@ -4,36 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("KEYWARD_INTEROP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/interop-venv/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import boto3, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    let why = format!("no Python with boto3 at {}", python.display());
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why}: .ci/run must run tests/interop/setup-venv first"
-    );
-    eprintln!("SKIPPED serve tests: {why} (run tests/interop/setup-venv)");
-    None
-}
 
 struct Server {
     child: Child,
@@ -74,7 +49,9 @@ fn start(data_dir: &Path) -> Server {
 
 #[test]
 fn boto3_envelope_example_and_refused_requests() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::python("boto3, cryptography", "serve tests") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = start(&data);
@@ -84,7 +61,7 @@ fn boto3_envelope_example_and_refused_requests() {
     }
 
     let out = Command::new(&python)
-        .arg(repo_root().join("tests/interop/boto3_envelope.py"))
+        .arg(common::repo_root().join("tests/interop/boto3_envelope.py"))
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .envs(server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
