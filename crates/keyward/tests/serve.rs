@@ -111,3 +111,72 @@ fn bad_settings_exit_64_before_binding() {
         );
     }
 }
+
+/// TLS 1.3 only, HTTP/2 and HTTP/1.1 by ALPN; a client that will not go above TLS 1.2 is
+/// refused, and one that never finishes its handshake is dropped.
+#[test]
+fn transport_tls13_only_http2_and_http1() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "curl is missing");
+        eprintln!("SKIPPED transport test: no curl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"));
+    let get = |k: &str| {
+        server
+            .env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let (endpoint, ca) = (get("AWS_ENDPOINT_URL_KMS"), get("AWS_CA_BUNDLE"));
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+                "--cacert",
+                &ca,
+            ])
+            .args([
+                "-X",
+                "POST",
+                "-H",
+                "X-Amz-Target: TrentService.ListKeys",
+                "--data",
+                "{}",
+            ])
+            .args(extra)
+            .arg(format!("{endpoint}/"))
+            .output()
+            .unwrap()
+    };
+    // Unsigned, so refused with 403, but over the protocol negotiated.
+    assert_eq!(String::from_utf8_lossy(&curl(&["--http2"]).stdout), "2 403");
+    assert_eq!(
+        String::from_utf8_lossy(&curl(&["--http1.1"]).stdout),
+        "1.1 403"
+    );
+    let old = curl(&["--tls-max", "1.2"]);
+    assert!(!old.status.success(), "a TLS 1.2 client was served");
+
+    // A client that connects and says nothing is dropped after the handshake timeout.
+    let addr = endpoint.trim_start_matches("https://").to_owned();
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let n = std::io::Read::read(&mut idle, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "expected the server to close the idle connection");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9) && waited < std::time::Duration::from_secs(25),
+        "{waited:?}"
+    );
+}
