@@ -23,6 +23,9 @@ pub(crate) enum Command {
     /// The first start creates the data directory, a development root key, an internal CA
     /// and an administrator access key, and prints what a client needs.
     Serve(ServeArgs),
+    /// Manage the access keys (SigV4 credentials) of the service in a data directory.
+    #[command(subcommand, name = "access-key")]
+    AccessKey(AccessKeyCommand),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -57,6 +60,39 @@ pub(crate) struct ServeArgs {
     /// Extra DNS names or IP addresses for the server certificate. Repeatable.
     #[arg(long = "hostname", value_name = "NAME")]
     pub(crate) hostnames: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessKeyCommand {
+    /// Make an access key for a principal; its secret is shown once.
+    Create {
+        /// The principal requests signed with the key act as.
+        #[arg(long)]
+        principal: String,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// List access key ids and their principals (never secrets).
+    List {
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Delete an access key; requests signed with it are refused at once.
+    Delete {
+        /// The access key id.
+        access_key_id: String,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+}
+
+/// The data directory of a local service.
+#[derive(Debug, Args)]
+pub(crate) struct DataDirArgs {
+    /// The service's data directory [env: KEYWARD_DATA_DIR]
+    /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,35 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
     })
 }
 
+/// Opens the KMS in `dir`, creating the development root key on first use.
+pub(crate) fn open_kms(dir: &Path, config: KmsConfig) -> Result<Kms, CliError> {
+    let store = Arc::new(
+        SqliteStore::open(&dir.join("keyward.db"))
+            .map_err(|e| failed("opening the database")(&e))?,
+    );
+    let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
+        .map_err(|e| failed("root key")(&e))?;
+    if created {
+        eprintln!(
+            "keyward: created a development root key at {}",
+            dir.join("root.key").display()
+        );
+    }
+    Kms::open(store, Box::new(root), Arc::new(SystemClock), config)
+        .map_err(|e| failed("opening the KMS")(&e))
+}
+
+/// The data directory: the flag, else `KEYWARD_DATA_DIR`, else the default.
+pub(crate) fn data_dir(flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("KEYWARD_DATA_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(default_data_dir)
+}
+
 fn default_data_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
@@ -135,7 +164,7 @@ fn default_data_dir() -> Option<PathBuf> {
         .map(|d| d.join("keyward"))
 }
 
-fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CliError + '_ {
+pub(crate) fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CliError + '_ {
     move |e| CliError::failed(format!("{what}: {e}"))
 }
 

@@ -180,3 +180,69 @@ fn transport_tls13_only_http2_and_http1() {
         "{waited:?}"
     );
 }
+
+/// `keyward access-key create|list|delete` against a running server: a new key works at
+/// once, a deleted one is refused at once, and listing never shows secrets.
+#[test]
+fn access_keys_are_made_listed_and_revoked() {
+    let Some(python) = common::python("boto3", "access key test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data);
+    let kw = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let created = kw(&["access-key", "create", "--principal", "app"]);
+    assert!(created.status.success(), "{created:?}");
+    let exports: Vec<(String, String)> = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("export ")?
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    assert_eq!(exports.len(), 2);
+    let id = exports[0].1.clone();
+    let secret = exports[1].1.clone();
+
+    let listed = String::from_utf8_lossy(&kw(&["access-key", "list"]).stdout).into_owned();
+    assert!(listed.contains(&format!("{id}\tapp")), "{listed}");
+    assert!(!listed.contains(&secret), "list showed a secret");
+
+    let call = || {
+        let mut env: Vec<(String, String)> = server
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"))
+            .cloned()
+            .collect();
+        env.extend(exports.iter().cloned());
+        Command::new(&python)
+            .args(["-c", "import boto3\ntry:\n    boto3.client('kms').list_keys(); print('ok')\nexcept Exception as e:\n    print(e.response['Error']['Code'])"])
+            .env_remove("AWS_PROFILE")
+            .envs(env)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(String::from_utf8_lossy(&call().stdout).trim(), "ok");
+    assert!(kw(&["access-key", "delete", &id]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&call().stdout).trim(),
+        "UnrecognizedClientException"
+    );
+    assert_eq!(kw(&["access-key", "delete", &id]).status.code(), Some(1));
+    let nowhere = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["access-key", "list", "--data-dir"])
+        .arg(dir.path().join("nothing-here"))
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(64));
+}
