@@ -197,6 +197,87 @@ fn canonical_request(req: &Request<'_>, signed_headers: &[&str]) -> Result<Strin
     Ok(out)
 }
 
+/// The hex signature of `req` over `signed_headers` (sorted, lowercase).
+fn signature(
+    req: &Request<'_>,
+    signed_headers: &[&str],
+    secret: &str,
+    amz_date: &str,
+    region: &str,
+    service: &str,
+) -> Result<String, AuthError> {
+    let date = amz_date
+        .get(..8)
+        .ok_or_else(|| incomplete("X-Amz-Date is too short"))?;
+    let canonical = canonical_request(req, signed_headers)?;
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let k_secret = Zeroizing::new(format!("AWS4{secret}"));
+    let k_date = hmac(k_secret.as_bytes(), date.as_bytes());
+    let k_region = hmac(k_date.as_ref(), region.as_bytes());
+    let k_service = hmac(k_region.as_ref(), service.as_bytes());
+    let k_signing = hmac(k_service.as_ref(), b"aws4_request");
+    Ok(hex(hmac(k_signing.as_ref(), to_sign.as_bytes()).as_ref()))
+}
+
+/// Formats Unix seconds as `YYYYMMDD'T'HHMMSS'Z'`.
+pub fn amz_date(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Signs a request as an AWS SDK would: returns the `X-Amz-Date` and `Authorization`
+/// header values for `req`, whose headers must already include `host` and every other
+/// header to sign (all of `req.headers` are signed, plus `x-amz-date`).
+pub fn sign(
+    req: &Request<'_>,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    now: i64,
+) -> Result<(String, String), AuthError> {
+    let date = amz_date(now);
+    let mut headers: Vec<(&str, &str)> = req.headers.to_vec();
+    headers.push(("x-amz-date", &date));
+    let mut names: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    let signed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let with_date = Request {
+        headers: &headers,
+        ..*req
+    };
+    let sig = signature(&with_date, &signed, secret, &date, region, service)?;
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
+        &date[..8],
+        signed.join(";")
+    );
+    Ok((date, auth))
+}
+
 /// Verifies `req`'s SigV4 signature for `service` at time `now` (Unix seconds), finding
 /// the caller's secret with `secret_for`.
 pub fn verify(
