@@ -34,6 +34,7 @@ mod error;
 mod frame;
 mod header;
 mod keyring;
+mod kms_keyring;
 mod pipeline;
 mod raw_aes;
 mod secret;
@@ -47,6 +48,7 @@ pub use header::Header;
 pub use keyring::{
     DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, MultiKeyring,
 };
+pub use kms_keyring::{KMS_PROVIDER_ID, KmsClient, KmsKeyring, data_key_from_kms};
 pub use raw_aes::RawAesKeyring;
 pub use secret::{DATA_KEY_LEN, DataKey, WrappingKey};
 pub use suite::Suite;

@@ -107,8 +107,18 @@ pub(crate) struct KeygenArgs {
 pub(crate) struct KeyArgs {
     /// A raw 256-bit wrapping key file (from `keyward keygen`). Repeat to wrap the data key
     /// under several keys; any one of them then decrypts.
-    #[arg(long = "key-file", value_name = "FILE", required = true)]
+    #[arg(
+        long = "key-file",
+        value_name = "FILE",
+        required_unless_present = "kms_keys"
+    )]
     pub(crate) key_files: Vec<PathBuf>,
+    /// A KMS key (keyward's or any AWS KMS) to generate and wrap the data key: an id, ARN or
+    /// alias to encrypt, the key ARN to decrypt. The endpoint and credentials come from the
+    /// AWS environment variables (AWS_ENDPOINT_URL_KMS, AWS_CA_BUNDLE, AWS_ACCESS_KEY_ID, ...).
+    /// Repeatable; may be combined with --key-file.
+    #[arg(long = "kms-key", value_name = "KEY")]
+    pub(crate) kms_keys: Vec<String>,
     /// Key namespace recorded in the message (the raw AES keyring's provider id).
     #[arg(long, default_value = "keyward", value_name = "NAMESPACE")]
     pub(crate) key_namespace: String,

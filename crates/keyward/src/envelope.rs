@@ -1,8 +1,8 @@
 //! `keyward keygen`, `keyward encrypt` and `keyward decrypt`.
 
 use keyward_envelope::{
-    DecryptOptions, EncryptOptions, EncryptionContext, Error, Keyring, Limits, MultiKeyring,
-    RawAesKeyring, WrappingKey,
+    DecryptOptions, EncryptOptions, EncryptionContext, Error, Keyring, KmsKeyring, Limits,
+    MultiKeyring, RawAesKeyring, WrappingKey,
 };
 
 use crate::cli::{DecryptArgs, EncryptArgs, KeyArgs, KeygenArgs};
@@ -64,26 +64,34 @@ fn decrypt_error_message(e: &Error) -> String {
     match e {
         Error::Limit(l) => format!("decryption failed: message exceeds a limit: {l}"),
         Error::Io(e) => format!("decryption failed: i/o error: {e}"),
+        Error::Keyring(e) => format!("decryption failed: {e}"),
         _ => "decryption failed".to_owned(),
     }
 }
 
-/// One raw AES keyring per key file; several make a multi-keyring.
+/// One keyring per KMS key and per key file; KMS keys come first, so a KMS key makes the
+/// data key when there is one. Several make a multi-keyring.
 fn keyring(args: &KeyArgs) -> Result<Box<dyn Keyring>, CliError> {
-    let mut keyrings = args.key_files.iter().map(|path| {
+    let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
+    if !args.kms_keys.is_empty() {
+        let client = std::sync::Arc::new(crate::kms_client::HttpKms::from_env()?);
+        for key in &args.kms_keys {
+            keyrings.push(Box::new(KmsKeyring::new(client.clone(), key.clone())));
+        }
+    }
+    for path in &args.key_files {
         let key = read_key_file(path)?;
-        RawAesKeyring::new(&args.key_namespace, &args.key_name, &key)
-            .map(|k| Box::new(k) as Box<dyn Keyring>)
-            .map_err(|e| CliError::usage(format!("--key-namespace/--key-name: {e}")))
-    });
+        let raw = RawAesKeyring::new(&args.key_namespace, &args.key_name, &key)
+            .map_err(|e| CliError::usage(format!("--key-namespace/--key-name: {e}")))?;
+        keyrings.push(Box::new(raw));
+    }
+    let mut keyrings = keyrings.into_iter();
     let first = keyrings
         .next()
-        .ok_or_else(|| CliError::usage("--key-file is required"))??;
-    let mut multi = MultiKeyring::new(first);
-    for k in keyrings {
-        multi = multi.with_child(k?);
-    }
-    Ok(Box::new(multi))
+        .ok_or_else(|| CliError::usage("give --key-file or --kms-key"))?;
+    Ok(Box::new(
+        keyrings.fold(MultiKeyring::new(first), MultiKeyring::with_child),
+    ))
 }
 
 fn context(flag: &str, pairs: &[(String, String)]) -> Result<EncryptionContext, CliError> {

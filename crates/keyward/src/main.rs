@@ -10,6 +10,7 @@ mod access_key;
 mod cli;
 mod envelope;
 mod files;
+mod kms_client;
 mod serve;
 
 /// Exit code for a bad flag or setting (sysexits EX_USAGE).

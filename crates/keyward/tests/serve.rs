@@ -246,3 +246,123 @@ fn access_keys_are_made_listed_and_revoked() {
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(64));
 }
+
+/// The KMS keyring against `keyward serve`, both directions with the AWS Encryption CLI
+/// 4.3.0 (pinned): keyward encrypts with `--kms-key` and the CLI decrypts; the CLI
+/// encrypts with a keyward key and keyward decrypts. Both suites, many frames.
+#[test]
+fn aws_encryption_cli_reads_and_writes_with_a_keyward_kms_key() {
+    let Some(python) = common::python("boto3, aws_encryption_sdk_cli", "AWS Encryption CLI test")
+    else {
+        return;
+    };
+    let esdk_cli = python.with_file_name("aws-encryption-cli");
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let server = start(&p("data"));
+    let env: Vec<(String, String)> = server.env.clone();
+
+    let created = Command::new(&python)
+        .args([
+            "-c",
+            "import boto3\nk = boto3.client('kms')\nm = k.create_key()['KeyMetadata']\n\
+             k.create_alias(AliasName='alias/files', TargetKeyId=m['KeyId'])\nprint(m['Arn'])",
+        ])
+        .env_remove("AWS_PROFILE")
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let arn = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+
+    let pt: Vec<u8> = (0..300 * 1024 + 7).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(p("pt"), &pt).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .env_remove("AWS_PROFILE")
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for (suite, algorithm) in [
+        ("0x0478", "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"),
+        ("0x0578", "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"),
+    ] {
+        for f in ["kw.enc", "cli.dec", "cli.enc", "kw.dec"] {
+            let _ = std::fs::remove_file(p(f));
+        }
+        // keyward encrypts through the KMS (by alias); the AWS Encryption CLI decrypts.
+        run(Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "encrypt",
+                "--kms-key",
+                "alias/files",
+                "--suite",
+                suite,
+                "--frame-length",
+                "4096",
+            ])
+            .args(["--context", "purpose=interop"])
+            .arg("--in")
+            .arg(p("pt"))
+            .arg("--out")
+            .arg(p("kw.enc")));
+        run(Command::new(&esdk_cli)
+            .args([
+                "--decrypt",
+                "-S",
+                "-w",
+                &format!("key={arn}"),
+                "-c",
+                "purpose=interop",
+            ])
+            .arg("-i")
+            .arg(p("kw.enc"))
+            .arg("-o")
+            .arg(p("cli.dec")));
+        // The CLI exits 0 even when it skips a file: check the output itself.
+        assert_eq!(
+            std::fs::read(p("cli.dec")).unwrap(),
+            pt,
+            "keyward -> AWS Encryption CLI, {suite}"
+        );
+
+        // The AWS Encryption CLI encrypts with the keyward key; keyward decrypts.
+        run(Command::new(&esdk_cli)
+            .args([
+                "--encrypt",
+                "-S",
+                "-w",
+                &format!("key={arn}"),
+                "-c",
+                "purpose=interop",
+            ])
+            .args(["--algorithm", algorithm, "--frame-length", "4096"])
+            .arg("-i")
+            .arg(p("pt"))
+            .arg("-o")
+            .arg(p("cli.enc")));
+        run(Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "decrypt",
+                "--kms-key",
+                &arn,
+                "--require-context",
+                "purpose=interop",
+            ])
+            .arg("--in")
+            .arg(p("cli.enc"))
+            .arg("--out")
+            .arg(p("kw.dec")));
+        assert_eq!(
+            std::fs::read(p("kw.dec")).unwrap(),
+            pt,
+            "AWS Encryption CLI -> keyward, {suite}"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! A KMS client for the KMS keyring: the AWS KMS JSON protocol over HTTPS with SigV4,
+//! configured from the environment the AWS SDKs read (AWS_ENDPOINT_URL_KMS or
+//! AWS_ENDPOINT_URL, AWS_CA_BUNDLE, AWS_REGION or AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID,
+//! AWS_SECRET_ACCESS_KEY).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use keyward_envelope::{DataKey, EncryptionContext, Error, KmsClient, data_key_from_kms};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::files::CliError;
+
+/// An HTTPS KMS endpoint with credentials.
+pub(crate) struct HttpKms {
+    host: String,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    region: String,
+    access_key_id: String,
+    secret: Zeroizing<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl HttpKms {
+    pub(crate) fn from_env() -> Result<Self, CliError> {
+        let bad =
+            |setting: &str, why: &str| CliError::usage(format!("invalid setting {setting}: {why}"));
+        let region = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| bad("AWS_DEFAULT_REGION", "not set"))?;
+        let endpoint = env("AWS_ENDPOINT_URL_KMS")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://kms.{region}.amazonaws.com"));
+        let authority = endpoint
+            .strip_prefix("https://")
+            .ok_or_else(|| bad("AWS_ENDPOINT_URL_KMS", "must start with https://"))?
+            .trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.to_owned(),
+                p.parse()
+                    .map_err(|_| bad("AWS_ENDPOINT_URL_KMS", "bad port"))?,
+            ),
+            _ => (authority.to_owned(), 443),
+        };
+        let access_key_id =
+            env("AWS_ACCESS_KEY_ID").ok_or_else(|| bad("AWS_ACCESS_KEY_ID", "not set"))?;
+        let secret = Zeroizing::new(
+            env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| bad("AWS_SECRET_ACCESS_KEY", "not set"))?,
+        );
+        let bundle = env("AWS_CA_BUNDLE")
+            .or_else(|| env("SSL_CERT_FILE"))
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned());
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(&bundle)
+            .map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| CliError::failed(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::failed(format!("runtime: {e}")))?;
+        Ok(Self {
+            host,
+            port,
+            tls: Arc::new(tls),
+            region,
+            access_key_id,
+            secret,
+            runtime,
+        })
+    }
+
+    /// One KMS call; `Err` carries the AWS error type and message.
+    fn call(
+        &self,
+        operation: &str,
+        body: &Value,
+    ) -> Result<Result<Value, (String, String)>, Error> {
+        let io = |e: &dyn std::fmt::Display| {
+            Error::Keyring(format!("KMS at {}:{}: {e}", self.host, self.port).into())
+        };
+        let body = body.to_string();
+        let target = format!("TrentService.{operation}");
+        let authority = if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("host", authority.as_str()),
+            ("x-amz-target", target.as_str()),
+        ];
+        let signed = keyward_server::sigv4::Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let (date, authorization) = keyward_server::sigv4::sign(
+            &signed,
+            &self.access_key_id,
+            &self.secret,
+            &self.region,
+            "kms",
+            now,
+        )
+        .map_err(|e| io(&e))?;
+
+        let (status, bytes) = self.runtime.block_on(async {
+            let tcp =
+                tokio::net::TcpStream::connect((self.host.trim_matches(['[', ']']), self.port))
+                    .await
+                    .map_err(|e| io(&e))?;
+            let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
+                .map_err(|e| io(&e))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| io(&e))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(|e| io(&e))?;
+            tokio::spawn(conn);
+            let mut request = hyper::Request::post("/");
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let request = request
+                .header("x-amz-date", date)
+                .header("authorization", authorization)
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| io(&e))?;
+            let response = sender.send_request(request).await.map_err(|e| io(&e))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| io(&e))?
+                .to_bytes();
+            Ok::<_, Error>((status, bytes))
+        })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| io(&e))?;
+        if status.is_success() {
+            return Ok(Ok(value));
+        }
+        let kind = value["__type"].as_str().unwrap_or("UnknownError");
+        let kind = kind.rsplit('#').next().unwrap_or(kind).to_owned();
+        Ok(Err((
+            kind,
+            value["message"].as_str().unwrap_or("").to_owned(),
+        )))
+    }
+}
+
+fn context(ctx: &EncryptionContext) -> Value {
+    Value::Object(ctx.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect())
+}
+
+fn b64(v: &Value) -> Result<Vec<u8>, Error> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or(""))
+        .map_err(|_| Error::Keyring("the KMS returned bad base64".into()))
+}
+
+fn refused((kind, message): (String, String)) -> Error {
+    Error::Keyring(format!("the KMS refused: {kind}: {message}").into())
+}
+
+impl KmsClient for HttpKms {
+    fn generate_data_key(
+        &self,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<(DataKey, Vec<u8>, String), Error> {
+        let out = self
+            .call(
+                "GenerateDataKey",
+                &json!({ "KeyId": key_id, "NumberOfBytes": 32, "EncryptionContext": context(ctx) }),
+            )?
+            .map_err(refused)?;
+        let plaintext = Zeroizing::new(b64(&out["Plaintext"])?);
+        Ok((
+            data_key_from_kms(&plaintext)?,
+            b64(&out["CiphertextBlob"])?,
+            out["KeyId"].as_str().unwrap_or("").to_owned(),
+        ))
+    }
+
+    fn encrypt(
+        &self,
+        key_id: &str,
+        key: &DataKey,
+        ctx: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), Error> {
+        let plaintext = base64::engine::general_purpose::STANDARD.encode(key.expose_secret());
+        let out = self
+            .call("Encrypt", &json!({ "KeyId": key_id, "Plaintext": plaintext, "EncryptionContext": context(ctx) }))?
+            .map_err(refused)?;
+        Ok((
+            b64(&out["CiphertextBlob"])?,
+            out["KeyId"].as_str().unwrap_or("").to_owned(),
+        ))
+    }
+
+    fn decrypt(
+        &self,
+        key_id: &str,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Option<(DataKey, String)>, Error> {
+        let blob = base64::engine::general_purpose::STANDARD.encode(blob);
+        let body =
+            json!({ "KeyId": key_id, "CiphertextBlob": blob, "EncryptionContext": context(ctx) });
+        match self.call("Decrypt", &body)? {
+            Ok(out) => {
+                let plaintext = Zeroizing::new(b64(&out["Plaintext"])?);
+                Ok(Some((
+                    data_key_from_kms(&plaintext)?,
+                    out["KeyId"].as_str().unwrap_or("").to_owned(),
+                )))
+            }
+            // A ciphertext this key cannot open is not ours: let other keyrings try.
+            Err((kind, _))
+                if kind == "InvalidCiphertextException" || kind == "IncorrectKeyException" =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(refused(e)),
+        }
+    }
+}
