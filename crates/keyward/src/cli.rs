@@ -26,6 +26,10 @@ pub(crate) enum Command {
     /// Manage the access keys (SigV4 credentials) of the service in a data directory.
     #[command(subcommand, name = "access-key")]
     AccessKey(AccessKeyCommand),
+    /// Manage KMS keys through the service's API, with the credentials and endpoint in the
+    /// AWS environment variables `keyward serve` printed.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -84,6 +88,39 @@ pub(crate) enum AccessKeyCommand {
         #[command(flatten)]
         dir: DataDirArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Create a symmetric key, optionally with an alias.
+    Create {
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// An alias for the new key (alias/...).
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// List keys.
+    List,
+    /// Describe a key (id, ARN or alias).
+    Describe { key: String },
+    /// Point an alias at a key, creating the alias if needed.
+    Alias { alias: String, key: String },
+    /// Rotate a key's material now.
+    Rotate { key: String },
+    /// Enable a key.
+    Enable { key: String },
+    /// Disable a key: it stops working at once.
+    Disable { key: String },
+    /// Schedule a key's destruction after 7 to 30 days.
+    ScheduleDeletion {
+        key: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Cancel a scheduled destruction; the key comes back disabled.
+    CancelDeletion { key: String },
 }
 
 /// The data directory of a local service.

@@ -92,7 +92,7 @@ impl HttpKms {
     }
 
     /// One KMS call; `Err` carries the AWS error type and message.
-    fn call(
+    pub(crate) fn call(
         &self,
         operation: &str,
         body: &Value,

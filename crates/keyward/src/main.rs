@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 mod access_key;
+mod admin;
 mod cli;
 mod envelope;
 mod files;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::AccessKey(command) => access_key::run(&command),
+        cli::Command::Key(command) => admin::run(&command),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),

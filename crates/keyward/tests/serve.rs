@@ -366,3 +366,67 @@ fn aws_encryption_cli_reads_and_writes_with_a_keyward_kms_key() {
         );
     }
 }
+
+/// `keyward key ...` administers keys over the service's API with the printed credentials.
+#[test]
+fn key_admin_commands_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"));
+    let key = |args: &[&str]| -> (bool, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .arg("key")
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .envs(server.env.iter().cloned())
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.success(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, created, err) = key(&[
+        "create",
+        "--description",
+        "payments",
+        "--alias",
+        "alias/payments",
+    ]);
+    assert!(ok, "{err}");
+    let id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        key(&["describe", "alias/payments"]).1["KeyMetadata"]["KeyId"],
+        id.as_str()
+    );
+    assert!(
+        key(&["list"]).1["Keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["KeyId"] == id.as_str())
+    );
+    assert!(key(&["alias", "alias/other", "alias/payments"]).0);
+    assert_eq!(
+        key(&["describe", "alias/other"]).1["KeyMetadata"]["KeyId"],
+        id.as_str()
+    );
+    assert!(key(&["rotate", "alias/payments"]).0);
+    assert!(key(&["disable", "alias/payments"]).0);
+    assert_eq!(
+        key(&["describe", &id]).1["KeyMetadata"]["KeyState"],
+        "Disabled"
+    );
+    assert!(key(&["enable", &id]).0);
+    let (ok, scheduled, _) = key(&["schedule-deletion", &id, "--days", "7"]);
+    assert!(ok);
+    assert_eq!(scheduled["PendingWindowInDays"], 7);
+    assert!(key(&["cancel-deletion", &id]).0);
+    assert_eq!(
+        key(&["describe", &id]).1["KeyMetadata"]["KeyState"],
+        "Disabled"
+    );
+    let (ok, _, err) = key(&["describe", "alias/none"]);
+    assert!(!ok && err.contains("NotFoundException"), "{err}");
+}
