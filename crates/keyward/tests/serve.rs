@@ -430,3 +430,148 @@ fn key_admin_commands_over_the_api() {
     let (ok, _, err) = key(&["describe", "alias/none"]);
     assert!(!ok && err.contains("NotFoundException"), "{err}");
 }
+
+/// aws-cli v1 (pinned), configured only by the printed environment.
+#[test]
+fn aws_cli_against_keyward() {
+    let Some(python) = common::python("awscli", "aws-cli test") else {
+        return;
+    };
+    let aws_bin = python.with_file_name("aws");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"));
+    let aws = |args: &[&str]| -> Result<serde_json::Value, String> {
+        let out = Command::new(&aws_bin)
+            .arg("kms")
+            .args(args)
+            .args(["--output", "json"])
+            .env_remove("AWS_PROFILE")
+            .envs(server.env.iter().cloned())
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, b"cardholder data").unwrap();
+    let plain_arg = format!("fileb://{}", plain.display());
+
+    let id = aws(&["create-key", "--description", "cli"]).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    aws(&[
+        "create-alias",
+        "--alias-name",
+        "alias/cli",
+        "--target-key-id",
+        &id,
+    ])
+    .unwrap();
+    for ctx in [None, Some("purpose=test,team=pay")] {
+        let mut enc = vec![
+            "encrypt",
+            "--key-id",
+            "alias/cli",
+            "--plaintext",
+            &plain_arg,
+        ];
+        if let Some(c) = ctx {
+            enc.extend(["--encryption-context", c]);
+        }
+        let blob = aws(&enc).unwrap()["CiphertextBlob"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let blob_file = dir.path().join("blob");
+        std::fs::write(&blob_file, base64_decode(&blob)).unwrap();
+        let blob_arg = format!("fileb://{}", blob_file.display());
+        let mut dec = vec!["decrypt", "--ciphertext-blob", &blob_arg];
+        if let Some(c) = ctx {
+            dec.extend(["--encryption-context", c]);
+        }
+        let out = aws(&dec).unwrap();
+        assert_eq!(
+            base64_decode(out["Plaintext"].as_str().unwrap()),
+            b"cardholder data"
+        );
+        if ctx.is_some() {
+            let wrong = aws(&[
+                "decrypt",
+                "--ciphertext-blob",
+                &blob_arg,
+                "--encryption-context",
+                "purpose=other",
+            ]);
+            assert!(wrong.unwrap_err().contains("InvalidCiphertextException"));
+            let re = aws(&[
+                "re-encrypt",
+                "--ciphertext-blob",
+                &blob_arg,
+                "--source-encryption-context",
+                c_str(ctx),
+                "--destination-key-id",
+                &id,
+            ])
+            .unwrap();
+            assert!(re["CiphertextBlob"].is_string());
+        }
+    }
+    aws(&[
+        "tag-resource",
+        "--key-id",
+        &id,
+        "--tags",
+        "TagKey=env,TagValue=prod",
+    ])
+    .unwrap();
+    assert_eq!(
+        aws(&["list-resource-tags", "--key-id", &id]).unwrap()["Tags"][0]["TagValue"],
+        "prod"
+    );
+    aws(&["enable-key-rotation", "--key-id", &id]).unwrap();
+    assert_eq!(
+        aws(&["get-key-rotation-status", "--key-id", &id]).unwrap()["KeyRotationEnabled"],
+        true
+    );
+    aws(&["rotate-key-on-demand", "--key-id", &id]).unwrap();
+    assert_eq!(
+        aws(&["list-key-rotations", "--key-id", &id]).unwrap()["Rotations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    for _ in 0..3 {
+        aws(&["create-key"]).unwrap();
+    }
+    let page = aws(&["list-keys", "--max-items", "2"]).unwrap();
+    assert_eq!(page["Keys"].as_array().unwrap().len(), 2);
+    assert!(page["NextToken"].is_string(), "{page}");
+
+    aws(&["disable-key", "--key-id", &id]).unwrap();
+    let e = aws(&["encrypt", "--key-id", &id, "--plaintext", &plain_arg]).unwrap_err();
+    assert!(e.contains("DisabledException"), "{e}");
+    aws(&[
+        "schedule-key-deletion",
+        "--key-id",
+        &id,
+        "--pending-window-in-days",
+        "7",
+    ])
+    .unwrap();
+    let e = aws(&["encrypt", "--key-id", &id, "--plaintext", &plain_arg]).unwrap_err();
+    assert!(e.contains("KMSInvalidStateException"), "{e}");
+}
+
+fn c_str(ctx: Option<&str>) -> &str {
+    ctx.unwrap_or_default()
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
