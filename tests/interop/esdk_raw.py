@@ -7,6 +7,7 @@
 
 The key file holds 32 raw bytes. On decrypt, every --context pair must be in the message's
 encryption context. Exit 0 on success; on failure, print one line, leave no OUT, exit 1.
+The SDK wants --frame-length to be a multiple of 16; 0 makes a non-framed message.
 """
 
 import argparse
@@ -29,8 +30,55 @@ SUITES = {
 }
 
 
+def run(a):
+    with open(a.key_file, "rb") as f:
+        key = f.read()
+    if len(key) != 32:
+        raise ValueError(f"key file holds {len(key)} bytes, not 32")
+    context = {}
+    for pair in a.context:
+        k, sep, v = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--context {pair!r} is not k=v")
+        context[k] = v
+    master_key = RawMasterKey(
+        provider_id=a.namespace,
+        key_id=a.name.encode(),
+        wrapping_key=WrappingKey(
+            wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
+            wrapping_key=key,
+            wrapping_key_type=EncryptionKeyType.SYMMETRIC,
+        ),
+    )
+    client = aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+    )
+    with open(a.input, "rb") as f:
+        data = f.read()
+    if a.op == "encrypt":
+        out, _ = client.encrypt(
+            source=data,
+            key_provider=master_key,
+            encryption_context=context,
+            algorithm=SUITES[a.suite],
+            frame_length=a.frame_length,
+        )
+    else:
+        out, header = client.decrypt(source=data, key_provider=master_key)
+        for k, v in context.items():
+            if header.encryption_context.get(k) != v:
+                raise ValueError(f"encryption context lacks {k}={v}")
+    with open(a.out, "wb") as f:
+        f.write(out)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 1, like every other failure
+        sys.exit(f"esdk_raw.py: {message}")
+
+
 def main():
-    p = argparse.ArgumentParser()
+    p = Parser()
     p.add_argument("op", choices=["encrypt", "decrypt"])
     p.add_argument("--key-file", required=True)
     p.add_argument("--in", dest="input", required=True)
@@ -41,47 +89,13 @@ def main():
     p.add_argument("--frame-length", type=int, default=4096)
     p.add_argument("--context", action="append", default=[])
     a = p.parse_args()
-
-    with open(a.key_file, "rb") as f:
-        key = f.read()
-    if len(key) != 32:
-        sys.exit("key file must hold 32 bytes")
-    master_key = RawMasterKey(
-        provider_id=a.namespace,
-        key_id=a.name.encode(),
-        wrapping_key=WrappingKey(
-            wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
-            wrapping_key=key,
-            wrapping_key_type=EncryptionKeyType.SYMMETRIC,
-        ),
-    )
-    context = dict(pair.split("=", 1) for pair in a.context)
-    client = aws_encryption_sdk.EncryptionSDKClient(
-        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
-    )
-    with open(a.input, "rb") as f:
-        data = f.read()
     try:
-        if a.op == "encrypt":
-            out, _ = client.encrypt(
-                source=data,
-                key_provider=master_key,
-                encryption_context=context,
-                algorithm=SUITES[a.suite],
-                frame_length=a.frame_length,
-            )
-        else:
-            out, header = client.decrypt(source=data, key_provider=master_key)
-            for k, v in context.items():
-                if header.encryption_context.get(k) != v:
-                    raise ValueError(f"encryption context lacks {k}={v}")
+        run(a)
     except Exception as e:  # noqa: BLE001 - any failure is a failed run
         print(f"esdk_raw.py {a.op} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        if os.path.exists(a.out):
+        if os.path.lexists(a.out):
             os.remove(a.out)
         sys.exit(1)
-    with open(a.out, "wb") as f:
-        f.write(out)
 
 
 if __name__ == "__main__":

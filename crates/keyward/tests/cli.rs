@@ -320,3 +320,49 @@ fn limits_are_named() {
     assert_eq!(dec.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dec.stderr).contains("more than 2 encrypted data keys"));
 }
+
+/// On a terminal, a large input gets a progress bar on stderr; without a terminal, none.
+#[test]
+fn progress_bar_on_a_terminal_for_large_inputs() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "script (util-linux) is missing"
+        );
+        eprintln!("SKIPPED progress bar test: no `script`");
+        return;
+    }
+    let dir = Dir::new();
+    let key = dir.key("k");
+    let big = dir.path("big");
+    let f = fs::File::create(&big).unwrap();
+    f.set_len(65 * 1024 * 1024).unwrap();
+    let encrypt = format!(
+        "{} encrypt --key-file {key} --in {} --out {}",
+        env!("CARGO_BIN_EXE_keyward"),
+        big.display(),
+        dir.s("big.enc")
+    );
+    // `script` runs the command on a pseudo-terminal and copies what it shows to stdout.
+    let shown = Command::new("script")
+        .args(["-qec", &encrypt, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        screen.contains("MiB"),
+        "no progress bar on the terminal: {screen:?}"
+    );
+    // Not on a terminal: nothing on stderr.
+    let quiet = Command::new("sh")
+        .args(["-c", &format!("{encrypt} 2>&1")])
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
+}
