@@ -7,10 +7,12 @@
 
 The key file holds 32 raw bytes. On decrypt, every --context pair must be in the message's
 encryption context. Exit 0 on success; on failure, print one line, leave no OUT, exit 1.
-The SDK wants --frame-length to be a multiple of 16; 0 makes a non-framed message.
+The SDK wants --frame-length to be a multiple of 128 (it checks against the AES block
+size in bits, not bytes); 0 makes a non-framed message.
 """
 
 import argparse
+import logging
 import os
 import sys
 
@@ -89,6 +91,7 @@ def main():
     p.add_argument("--frame-length", type=int, default=4096)
     p.add_argument("--context", action="append", default=[])
     a = p.parse_args()
+    logging.disable(logging.CRITICAL)  # the SDK logs a traceback when a failed stream closes
     try:
         run(a)
     except Exception as e:  # noqa: BLE001 - any failure is a failed run
