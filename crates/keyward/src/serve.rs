@@ -184,27 +184,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .create(&config.data_dir)
         .map_err(|e| failed("cannot create the data directory")(&e))?;
     let dir = &config.data_dir;
-    let store = Arc::new(
-        SqliteStore::open(&dir.join("keyward.db"))
-            .map_err(|e| failed("opening the database")(&e))?,
-    );
-    let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
-        .map_err(|e| failed("root key")(&e))?;
-    if created {
-        eprintln!(
-            "keyward: created a development root key at {}",
-            dir.join("root.key").display()
-        );
-    }
-    let kms = Arc::new(
-        Kms::open(
-            store,
-            Box::new(root),
-            Arc::new(SystemClock),
-            config.kms.clone(),
-        )
-        .map_err(|e| failed("opening the KMS")(&e))?,
-    );
+    let kms = Arc::new(open_kms(dir, config.kms.clone())?);
     let tls =
         keyward_server::tls::prepare(&kms, &config.hostnames).map_err(|e| failed("TLS")(&e))?;
     let ca_path = dir.join("ca.pem");
