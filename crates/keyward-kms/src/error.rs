@@ -41,6 +41,11 @@ pub enum Error {
     /// `KMSInternalException`: the store or the root key failed. Retryable.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The operation needs the store, which [`crate::cache_only`] forbids: run it again
+    /// where blocking is allowed. Never meant for the wire (`KMSInternalException` if it
+    /// gets there).
+    #[error("internal error: the operation needs the store")]
+    WouldBlock,
     /// `KMSInternalException` from storage, with the cause kept for the operator's log.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -60,7 +65,7 @@ impl Error {
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::Validation(_) => "ValidationException",
             Self::Unsupported(_) => "UnsupportedOperationException",
-            Self::Internal(_) | Self::Store(_) => "KMSInternalException",
+            Self::Internal(_) | Self::WouldBlock | Self::Store(_) => "KMSInternalException",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The KMS: key resolution, the in-memory cache, and the cryptographic operations.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +23,33 @@ const ROOT_CHECK: &str = "root-key-check";
 /// An unwrapped key version's material and its KeyMaterialId.
 type Material = (Arc<Zeroizing<Vec<u8>>>, String);
 
+thread_local! {
+    static CACHE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the store out of bounds on this thread: an operation that would read or
+/// write it fails with [`Error::WouldBlock`] before doing anything. A server calls the
+/// cryptographic operations this way on its async threads, where they are answered from
+/// memory once a key is warm, and sends only the rest to a blocking pool.
+pub fn cache_only<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CACHE_ONLY.set(self.0);
+        }
+    }
+    let _restore = Restore(CACHE_ONLY.replace(true));
+    f()
+}
+
+fn may_block() -> Result<(), Error> {
+    if CACHE_ONLY.get() {
+        Err(Error::WouldBlock)
+    } else {
+        Ok(())
+    }
+}
+
 /// The key management service.
 ///
 /// Key records are cached write-through: every change goes to the store first and then
@@ -35,6 +63,15 @@ pub struct Kms {
     pub(crate) config: KmsConfig,
     keys: RwLock<HashMap<String, KeyRecord>>,
     materials: RwLock<HashMap<(String, u32), Material>>,
+    aliases: RwLock<AliasCache>,
+}
+
+/// Alias name -> key id, for aliases that exist. `epoch` moves on every change so a
+/// lookup that read the store before a change cannot put the old target back.
+#[derive(Default)]
+struct AliasCache {
+    epoch: u64,
+    targets: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -168,6 +205,7 @@ impl Kms {
             config,
             keys: RwLock::new(HashMap::new()),
             materials: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(AliasCache::default()),
         })
     }
 
@@ -210,6 +248,7 @@ impl Kms {
         if let Some(k) = self.keys.read().ok().and_then(|m| m.get(key_id).cloned()) {
             return Ok(Some(k));
         }
+        may_block()?;
         let Some(k) = self.store.key(key_id)? else {
             return Ok(None);
         };
@@ -239,17 +278,47 @@ impl Kms {
     pub(crate) fn resolve(&self, key_ref: &str) -> Result<KeyRecord, Error> {
         let id = match self.config.parse_key_ref(key_ref)? {
             KeyRef::Id(id) => id,
-            KeyRef::Alias(name) => match self.store.alias(&name)? {
-                Some(a) => a.key_id,
-                None => {
-                    return Err(Error::NotFound(format!(
-                        "Alias {} is not found.",
-                        self.config.alias_arn(&name)
-                    )));
-                }
-            },
+            KeyRef::Alias(name) => self.alias_target(&name)?,
         };
         self.live(&id)
+    }
+
+    /// The key id an alias points at, from the cache or the store.
+    fn alias_target(&self, name: &str) -> Result<String, Error> {
+        let epoch = match self.aliases.read() {
+            Ok(c) => match c.targets.get(name) {
+                Some(id) => return Ok(id.clone()),
+                None => c.epoch,
+            },
+            Err(_) => u64::MAX,
+        };
+        may_block()?;
+        let Some(alias) = self.store.alias(name)? else {
+            return Err(Error::NotFound(format!(
+                "Alias {} is not found.",
+                self.config.alias_arn(name)
+            )));
+        };
+        if let Ok(mut c) = self.aliases.write()
+            && c.epoch == epoch
+        {
+            c.targets.insert(alias.name, alias.key_id.clone());
+        }
+        Ok(alias.key_id)
+    }
+
+    /// Drops one alias (or, with `None`, every alias) from the cache; called after the
+    /// store has changed.
+    pub(crate) fn forget_aliases(&self, name: Option<&str>) {
+        if let Ok(mut c) = self.aliases.write() {
+            c.epoch += 1;
+            match name {
+                Some(name) => {
+                    c.targets.remove(name);
+                }
+                None => c.targets.clear(),
+            }
+        }
     }
 
     /// Resolves a key id or key ARN only (management operations do not take aliases).
@@ -302,6 +371,7 @@ impl Kms {
         key_id: &str,
         mut change: impl FnMut(&mut KeyRecord) -> Result<Option<VersionRecord>, Error>,
     ) -> Result<KeyRecord, Error> {
+        may_block()?;
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(mut k) = self.store.key(key_id)?.filter(|k| !k.destroyed) else {
                 return Err(Error::NotFound(format!(
@@ -346,6 +416,7 @@ impl Kms {
         {
             return Ok(Some(hit));
         }
+        may_block()?;
         let Some(v) = self.store.version(key_id, version)? else {
             return Ok(None);
         };

@@ -21,7 +21,7 @@ pub use error::Error;
 pub use keyward_store::{KeyState, RotationType};
 pub use kms::{
     DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KeyMetadata, Kms, ReEncryptOutput,
-    data_key_length,
+    cache_only, data_key_length,
 };
 pub use lifecycle::{
     AliasListEntry, CreateKeyRequest, DeletionScheduled, KeyListEntry, KeyRotation, Page,

@@ -415,6 +415,7 @@ impl Kms {
     /// Destroys a key's material for good (crypto-shredding).
     fn destroy(&self, key_id: &str) -> Result<(), Error> {
         self.store.destroy_key(key_id)?;
+        self.forget_aliases(None);
         if let Some(k) = self.store.key(key_id)? {
             self.cache(k);
         }
@@ -450,17 +451,23 @@ impl Kms {
         check_alias_name(name)?;
         let k = self.resolve_key(target_key_ref)?;
         self.not_pending(&k)?;
-        self.store
+        let updated = self
+            .store
             .update_alias(name, &k.key_id, self.clock.now())
-            .map_err(|e| self.alias_error(name, e))
+            .map_err(|e| self.alias_error(name, e));
+        self.forget_aliases(Some(name));
+        updated
     }
 
     /// DeleteAlias: works whatever the state of its key.
     pub fn delete_alias(&self, name: &str) -> Result<(), Error> {
         check_alias_name(name)?;
-        self.store
+        let deleted = self
+            .store
             .delete_alias(name)
-            .map_err(|e| self.alias_error(name, e))
+            .map_err(|e| self.alias_error(name, e));
+        self.forget_aliases(Some(name));
+        deleted
     }
 
     fn alias_error(&self, name: &str, e: StoreError) -> Error {

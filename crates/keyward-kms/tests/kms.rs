@@ -644,3 +644,62 @@ fn passphrase_prompt_reads_the_terminal() {
         "the passphrase was echoed: {text}"
     );
 }
+
+#[test]
+fn the_alias_cache_follows_every_change() {
+    let e = env();
+    let (a, b) = (new_key(&e.kms), new_key(&e.kms));
+    let used = |kms: &Kms| kms.encrypt("alias/x", b"p", &ctx(&[])).map(|o| o.key_id);
+    e.kms.create_alias("alias/x", &a).unwrap();
+    assert!(used(&e.kms).unwrap().ends_with(&a)); // now cached
+    e.kms.update_alias("alias/x", &b).unwrap();
+    assert!(used(&e.kms).unwrap().ends_with(&b));
+    e.kms.delete_alias("alias/x").unwrap();
+    assert!(matches!(used(&e.kms), Err(Error::NotFound(_))));
+    e.kms.create_alias("alias/x", &a).unwrap();
+    assert!(used(&e.kms).unwrap().ends_with(&a));
+    // Destroying the key removes its aliases.
+    e.kms.schedule_key_deletion(&a, Some(7)).unwrap();
+    e.clock.advance(8 * DAY);
+    e.kms.run_due_work().unwrap();
+    assert!(matches!(used(&e.kms), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn cache_only_answers_warm_keys_and_refuses_to_touch_the_store() {
+    let e = env();
+    let id = new_key(&e.kms);
+    e.kms.create_alias("alias/warm", &id).unwrap();
+    let blob = e
+        .kms
+        .encrypt("alias/warm", b"secret", &ctx(&[]))
+        .unwrap()
+        .ciphertext_blob;
+    // A second KMS over the same data starts cold.
+    let cold = open_kms(e.dir.path(), e.clock.clone()).unwrap();
+    let would_block = |r: Result<_, Error>| matches!(r, Err(Error::WouldBlock));
+    assert!(would_block(keyward_kms::cache_only(|| {
+        cold.encrypt("alias/warm", b"p", &ctx(&[])).map(drop)
+    })));
+    assert!(would_block(keyward_kms::cache_only(|| {
+        cold.decrypt(&blob, &ctx(&[]), None).map(drop)
+    })));
+    // Outside, the same calls read the store and warm the caches ...
+    cold.decrypt(&blob, &ctx(&[]), None).unwrap();
+    cold.encrypt("alias/warm", b"p", &ctx(&[])).unwrap();
+    // ... after which they need nothing else.
+    keyward_kms::cache_only(|| {
+        let out = cold.decrypt(&blob, &ctx(&[]), None).unwrap();
+        assert_eq!(&out.plaintext[..], b"secret");
+        cold.encrypt("alias/warm", b"p", &ctx(&[])).unwrap();
+        cold.generate_data_key("alias/warm", 32, &ctx(&[])).unwrap();
+        // A change is never made from the cache.
+        assert!(would_block(cold.disable_key(&id)));
+    });
+    // A change made outside is seen at once inside.
+    cold.disable_key(&id).unwrap();
+    assert!(matches!(
+        keyward_kms::cache_only(|| cold.encrypt("alias/warm", b"p", &ctx(&[]))),
+        Err(Error::Disabled(_))
+    ));
+}

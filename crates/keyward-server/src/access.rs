@@ -1,6 +1,10 @@
 //! API access keys: SigV4 credentials bound to a principal. Secrets are stored wrapped by
 //! the root key and shown once, when made.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use keyward_kms::Kms;
 use keyward_store::AccessKey;
@@ -64,6 +68,67 @@ pub fn lookup(
     let secret = String::from_utf8(secret.to_vec())
         .map_err(|_| ServerError::Internal("corrupt access key".into()))?;
     Ok(Some((Zeroizing::new(secret), key.principal)))
+}
+
+/// How long the server trusts what it read about an access key. A key deleted by another
+/// process (`keyward access-key delete`, another node) stops working within this time;
+/// in between, requests need no store lookup and no unwrapping.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The access keys a server has seen recently. Only keys that exist are kept, so its size
+/// is bounded by the number of access keys, not by what clients send.
+#[derive(Default)]
+pub struct AccessKeyCache {
+    entries: RwLock<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for AccessKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.read().map_or(0, |e| e.len());
+        f.debug_struct("AccessKeyCache")
+            .field("entries", &n)
+            .finish()
+    }
+}
+
+struct Cached {
+    secret: Zeroizing<String>,
+    principal: String,
+    read_at: Instant,
+}
+
+impl AccessKeyCache {
+    /// As [`lookup`], from memory when the key was read less than [`FRESH_FOR`] ago.
+    pub fn lookup(
+        &self,
+        kms: &Kms,
+        access_key_id: &str,
+    ) -> Result<Option<(Zeroizing<String>, String)>, ServerError> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(c) = entries.get(access_key_id)
+            && c.read_at.elapsed() < FRESH_FOR
+        {
+            return Ok(Some((c.secret.clone(), c.principal.clone())));
+        }
+        let read_at = Instant::now();
+        let found = lookup(kms, access_key_id)?;
+        if let Ok(mut entries) = self.entries.write() {
+            match &found {
+                Some((secret, principal)) => {
+                    let c = Cached {
+                        secret: secret.clone(),
+                        principal: principal.clone(),
+                        read_at,
+                    };
+                    entries.insert(access_key_id.to_owned(), c);
+                }
+                None => {
+                    entries.remove(access_key_id);
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 fn base32(bytes: &[u8]) -> String {

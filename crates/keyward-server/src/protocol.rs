@@ -70,7 +70,7 @@ impl ApiError {
                 let status = match e {
                     K::NotFound(_) => 404,
                     K::Disabled(_) | K::InvalidState(_) | K::AlreadyExists(_) => 409,
-                    K::Internal(_) | K::Store(_) => 500,
+                    K::Internal(_) | K::WouldBlock | K::Store(_) => 500,
                     _ => 400,
                 };
                 (status, e.aws_type())
@@ -86,7 +86,7 @@ impl ApiError {
         // Internal failures are logged in full by the caller; the client learns only that
         // it may retry.
         let message = match self {
-            Self::Kms(K::Internal(_) | K::Store(_)) => {
+            Self::Kms(K::Internal(_) | K::WouldBlock | K::Store(_)) => {
                 "An internal error occurred; retry the request.".to_owned()
             }
             e => e.to_string(),
@@ -213,6 +213,22 @@ impl Req {
             ))),
         }
     }
+}
+
+/// Whether `target` is a cryptographic operation: answered from memory once its key is
+/// warm (see [`keyward_kms::cache_only`]).
+pub fn is_cryptographic(target: &str) -> bool {
+    matches!(
+        target.strip_prefix(TARGET_PREFIX),
+        Some(
+            "Encrypt"
+                | "Decrypt"
+                | "ReEncrypt"
+                | "GenerateDataKey"
+                | "GenerateDataKeyWithoutPlaintext"
+                | "GenerateRandom"
+        )
+    )
 }
 
 /// Runs the operation `target` (`TrentService.<Op>`) with `body`, returning the response body.

@@ -29,6 +29,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct State {
     kms: Arc<Kms>,
+    access_keys: access::AccessKeyCache,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
@@ -39,7 +40,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let state = Arc::new(State { kms });
+    let state = Arc::new(State {
+        kms,
+        access_keys: access::AccessKeyCache::default(),
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -162,7 +166,7 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
     let kms = state.kms.clone();
     let mut principal = None;
     sigv4::verify(&signed, "kms", now, |akid| {
-        match access::lookup(&kms, akid) {
+        match state.access_keys.lookup(&kms, akid) {
             Ok(Some((secret, p))) => {
                 principal = Some(p);
                 Some(secret)
@@ -181,6 +185,14 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
         .unwrap_or("")
         .to_owned();
     tracing::debug!(principal = principal.as_deref().unwrap_or(""), %target, "request");
+    // Cryptographic operations on warm keys are answered here, on the async thread; what
+    // needs the store goes to the blocking pool.
+    if protocol::is_cryptographic(&target) {
+        match keyward_kms::cache_only(|| protocol::handle(&kms, &target, &body)) {
+            Err(ApiError::Kms(keyward_kms::Error::WouldBlock)) => {}
+            done => return Ok(done?.to_string().into_bytes()),
+        }
+    }
     let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &target, &body))
         .await
         .map_err(|_| ApiError::Kms(keyward_kms::Error::Internal("request handler failed")))??;

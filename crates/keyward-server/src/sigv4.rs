@@ -142,12 +142,26 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
 /// A header's value as SigV4 canonicalizes it: every value for the name, trimmed, inner
 /// runs of spaces collapsed, joined with commas.
 fn canonical_header(headers: &[(&str, &str)], name: &str) -> Option<String> {
-    let values: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    (!values.is_empty()).then(|| values.join(","))
+    let mut out = String::new();
+    push_canonical_header(&mut out, headers, name).then_some(out)
+}
+
+/// Appends `name`'s canonical value to `out`; false if there is no such header.
+fn push_canonical_header(out: &mut String, headers: &[(&str, &str)], name: &str) -> bool {
+    let mut found = false;
+    for (_, value) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if found {
+            out.push(',');
+        }
+        found = true;
+        for (i, word) in value.split_whitespace().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+    }
+    found
 }
 
 /// Parses `YYYYMMDD'T'HHMMSS'Z'` into Unix seconds.
@@ -173,7 +187,13 @@ fn parse_amz_date(s: &str) -> Option<i64> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> hmac::Tag {
@@ -184,11 +204,17 @@ fn hmac(key: &[u8], data: &[u8]) -> hmac::Tag {
 fn canonical_request(req: &Request<'_>, signed_headers: &[&str]) -> Result<String, AuthError> {
     let mut query: Vec<&str> = req.query.split('&').filter(|p| !p.is_empty()).collect();
     query.sort_unstable();
-    let mut out = format!("{}\n{}\n{}\n", req.method, req.path, query.join("&"));
+    let mut out = String::with_capacity(512);
+    for part in [req.method, "\n", req.path, "\n", &query.join("&"), "\n"] {
+        out.push_str(part);
+    }
     for name in signed_headers {
-        let value = canonical_header(req.headers, name)
-            .ok_or_else(|| incomplete(&format!("signed header '{name}' is missing")))?;
-        out.push_str(&format!("{name}:{value}\n"));
+        out.push_str(name);
+        out.push(':');
+        if !push_canonical_header(&mut out, req.headers, name) {
+            return Err(incomplete(&format!("signed header '{name}' is missing")));
+        }
+        out.push('\n');
     }
     out.push('\n');
     out.push_str(&signed_headers.join(";"));
@@ -321,21 +347,14 @@ pub fn verify(
     }
 
     let secret = secret_for(auth.access_key_id).ok_or(AuthError::UnrecognizedClient)?;
-    let canonical = canonical_request(req, &auth.signed_headers)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
-    );
-    let k_secret = Zeroizing::new(format!("AWS4{}", &*secret));
-    let k_date = hmac(k_secret.as_bytes(), auth.date.as_bytes());
-    let k_region = hmac(k_date.as_ref(), auth.region.as_bytes());
-    let k_service = hmac(k_region.as_ref(), auth.service.as_bytes());
-    let k_signing = hmac(k_service.as_ref(), b"aws4_request");
-    let expected = hex(hmac(k_signing.as_ref(), to_sign.as_bytes()).as_ref());
+    let expected = signature(
+        req,
+        &auth.signed_headers,
+        &secret,
+        &amz_date,
+        auth.region,
+        auth.service,
+    )?;
     constant_time::verify_slices_are_equal(expected.as_bytes(), auth.signature.as_bytes())
         .map_err(|_| AuthError::InvalidSignature)?;
     Ok(Verified {

@@ -291,13 +291,9 @@ impl Store for SqliteStore {
 
     fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let conn = self.lock();
-        conn.query_row(
-            &format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"),
-            [key_id],
-            key_from_row,
-        )
-        .optional()
-        .map_err(backend)
+        conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1"))
+            .and_then(|mut stmt| stmt.query_row([key_id], key_from_row).optional())
+            .map_err(backend)
     }
 
     fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<KeyRecord>, StoreError> {
@@ -420,12 +416,10 @@ impl Store for SqliteStore {
 
     fn alias(&self, name: &str) -> Result<Option<Alias>, StoreError> {
         let conn = self.lock();
-        conn.query_row(
+        conn.prepare_cached(
             "SELECT name, key_id, created_at, updated_at FROM aliases WHERE name = ?1",
-            [name],
-            alias_from_row,
         )
-        .optional()
+        .and_then(|mut stmt| stmt.query_row([name], alias_from_row).optional())
         .map_err(backend)
     }
 
@@ -493,11 +487,9 @@ impl Store for SqliteStore {
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let conn = self.lock();
-        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(backend)
+        conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")
+            .and_then(|mut stmt| stmt.query_row([name], |r| r.get(0)).optional())
+            .map_err(backend)
     }
 
     fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {

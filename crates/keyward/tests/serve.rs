@@ -234,6 +234,8 @@ fn access_keys_are_made_listed_and_revoked() {
     };
     assert_eq!(String::from_utf8_lossy(&call().stdout).trim(), "ok");
     assert!(kw(&["access-key", "delete", &id]).status.success());
+    // The server re-reads a key it has seen at most FRESH_FOR later.
+    std::thread::sleep(keyward_server::access::FRESH_FOR + std::time::Duration::from_millis(200));
     assert_eq!(
         String::from_utf8_lossy(&call().stdout).trim(),
         "UnrecognizedClientException"
