@@ -317,4 +317,3 @@ fn key_admin_commands_over_the_api() {
     let (ok, _, err) = key(&["describe", "alias/none"]);
     assert!(!ok && err.contains("NotFoundException"), "{err}");
 }
-
