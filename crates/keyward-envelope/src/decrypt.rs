@@ -7,6 +7,7 @@
 //! received as unverified until `decrypt` returns `Ok`.
 
 use std::io::{ErrorKind, Read, Write};
+use zeroize::Zeroizing;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
@@ -67,6 +68,8 @@ pub fn decrypt(
             .decode(encoded)
             .map_err(|_| Malformed::MissingVerificationKey)?;
         Some(UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, point))
+    } else if header.context.get(PUBLIC_KEY_FIELD).is_some() {
+        return Err(Malformed::UnexpectedVerificationKey.into());
     } else {
         None
     };
@@ -107,6 +110,10 @@ pub fn decrypt(
         hasher: hasher.as_mut(),
     };
     let mut plaintext_len = 0u64;
+    // With a signature, the final frame's plaintext waits until the signature verifies
+    // (the specification's "MUST NOT be released"): at most one frame is held back.
+    let signed = verifier.is_some();
+    let mut held_back = Zeroizing::new(Vec::new());
     pipeline::run(
         pipeline::workers(options.parallelism),
         |batch| source.fill(batch),
@@ -116,7 +123,12 @@ pub fn decrypt(
                 return Err(Error::DecryptionFailed);
             }
             for f in &batch.frames {
-                output.write_all(&batch.buf[f.start..f.start + f.len])?;
+                let plaintext = &batch.buf[f.start..f.start + f.len];
+                if signed && f.is_final {
+                    held_back.extend_from_slice(plaintext);
+                } else {
+                    output.write_all(plaintext)?;
+                }
                 plaintext_len += f.len as u64;
             }
             Ok(())
@@ -139,6 +151,7 @@ pub fn decrypt(
             .map_err(|_| Error::DecryptionFailed)?;
     }
     expect_end(&mut rest)?;
+    output.write_all(&held_back)?;
     output.flush()?;
     Ok(DecryptSummary {
         header,

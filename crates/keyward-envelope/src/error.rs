@@ -63,6 +63,9 @@ pub enum Malformed {
     FinalFrameLength,
     /// A signed suite without its verification key in the encryption context.
     MissingVerificationKey,
+    /// An unsigned suite with a verification key in its context (the specification
+    /// refuses it: a signature may have been stripped).
+    UnexpectedVerificationKey,
 }
 
 impl fmt::Display for Malformed {
@@ -84,6 +87,9 @@ impl fmt::Display for Malformed {
             Self::FrameSequence => f.write_str("frame out of sequence"),
             Self::FinalFrameLength => f.write_str("final frame longer than the frame length"),
             Self::MissingVerificationKey => f.write_str("signed suite without a verification key"),
+            Self::UnexpectedVerificationKey => {
+                f.write_str("unsigned suite with a verification key in its context")
+            }
         }
     }
 }

@@ -77,9 +77,11 @@ pub(crate) struct Layout {
 impl Layout {
     pub(crate) fn new(frame_length: u32) -> Self {
         let frame_len = frame_length as usize;
+        // Counted with the per-frame overhead, so that tiny frames from a hostile header
+        // cannot multiply a batch's size.
         Self {
             frame_len,
-            per_batch: (BATCH_TARGET / frame_len).max(1),
+            per_batch: (BATCH_TARGET / (frame_len + REGULAR_OVERHEAD)).max(1),
         }
     }
 

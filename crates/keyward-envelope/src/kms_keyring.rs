@@ -106,21 +106,26 @@ impl<C: KmsClient> Keyring for KmsKeyring<C> {
         materials: &DecryptionMaterials<'_>,
         edks: &[EncryptedDataKey],
     ) -> Result<Option<DataKey>, Error> {
+        // As the specification asks, a failure on one encrypted data key does not stop
+        // the others from being tried; the first failure is reported if none works.
+        let mut first_error = None;
         for edk in edks {
             if edk.provider_id != KMS_PROVIDER_ID || edk.provider_info != self.key_id.as_bytes() {
                 continue;
             }
-            if let Some((key, arn)) =
-                self.client
-                    .decrypt(&self.key_id, &edk.ciphertext, materials.context)?
+            match self
+                .client
+                .decrypt(&self.key_id, &edk.ciphertext, materials.context)
             {
                 // The KMS must say the key we asked for decrypted it.
-                if arn == self.key_id {
-                    return Ok(Some(key));
+                Ok(Some((key, arn))) if arn == self.key_id => return Ok(Some(key)),
+                Ok(_) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        Ok(None)
+        first_error.map_or(Ok(None), Err)
     }
 }
 
@@ -157,5 +162,77 @@ impl<T: KmsClient + ?Sized> KmsClient for std::sync::Arc<T> {
         context: &EncryptionContext,
     ) -> Result<Option<(DataKey, String)>, Error> {
         (**self).decrypt(key_id, ciphertext, context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Suite;
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/k";
+
+    /// Refuses every ciphertext but `b"good"`, as a KMS would refuse a corrupt blob.
+    struct Picky;
+
+    impl KmsClient for Picky {
+        fn generate_data_key(
+            &self,
+            _: &str,
+            _: &EncryptionContext,
+        ) -> Result<(DataKey, Vec<u8>, String), Error> {
+            unreachable!()
+        }
+        fn encrypt(
+            &self,
+            _: &str,
+            _: &DataKey,
+            _: &EncryptionContext,
+        ) -> Result<(Vec<u8>, String), Error> {
+            unreachable!()
+        }
+        fn decrypt(
+            &self,
+            _: &str,
+            ciphertext: &[u8],
+            _: &EncryptionContext,
+        ) -> Result<Option<(DataKey, String)>, Error> {
+            if ciphertext == b"good" {
+                Ok(Some((
+                    DataKey::try_from_slice(&[7; 32]).unwrap(),
+                    ARN.into(),
+                )))
+            } else {
+                Err(Error::Keyring("InvalidCiphertextException".into()))
+            }
+        }
+    }
+
+    fn edk(ciphertext: &[u8]) -> EncryptedDataKey {
+        EncryptedDataKey {
+            provider_id: KMS_PROVIDER_ID.into(),
+            provider_info: ARN.as_bytes().to_vec(),
+            ciphertext: ciphertext.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_failing_data_key_does_not_stop_the_next() {
+        let keyring = KmsKeyring::new(Picky, ARN);
+        let ctx = EncryptionContext::new();
+        let materials = DecryptionMaterials {
+            suite: Suite::AesGcmHkdfCommit,
+            context: &ctx,
+        };
+        let found = keyring
+            .on_decrypt(&materials, &[edk(b"bad"), edk(b"good")])
+            .unwrap();
+        assert!(found.is_some());
+        // Nothing works: the first failure is reported.
+        assert!(matches!(
+            keyring.on_decrypt(&materials, &[edk(b"bad"), edk(b"worse")]),
+            Err(Error::Keyring(_))
+        ));
     }
 }

@@ -383,3 +383,43 @@ fn many_batches_any_parallelism_and_failures_midway() {
         }
     }
 }
+
+/// A signed message's final frame is written only after its signature verifies.
+#[test]
+fn signed_final_frame_waits_for_the_signature() {
+    let key = WrappingKey::generate().unwrap();
+    let suite = Suite::AesGcmHkdfCommitEcdsaP384;
+    let pt = pattern(100);
+    for (frame_length, released) in [(4096u32, 0usize), (64, 64)] {
+        let mut msg = seal(&key, suite, frame_length, &EncryptionContext::new(), &pt);
+        let last = msg.len() - 1;
+        msg[last] ^= 1; // inside the signature
+        let mut out = Vec::new();
+        let r = decrypt(
+            &keyring(&key),
+            &DecryptOptions::default(),
+            &msg[..],
+            &mut out,
+        );
+        assert!(matches!(r, Err(Error::DecryptionFailed)), "{r:?}");
+        assert_eq!(out, pt[..released], "frame length {frame_length}");
+    }
+}
+
+/// An unsigned message whose context carries a verification key is refused: a signature
+/// may have been stripped.
+#[test]
+fn unsigned_message_with_a_verification_key_is_refused() {
+    let key = WrappingKey::generate().unwrap();
+    let ctx: EncryptionContext = [("xws-crypto-public-key", "x")].into_iter().collect();
+    let mut msg = seal(&key, Suite::AesGcmHkdfCommit, 64, &ctx, b"abc");
+    let at = msg
+        .windows(21)
+        .position(|w| w == b"xws-crypto-public-key")
+        .unwrap();
+    msg[at] = b'a';
+    assert!(matches!(
+        open(&key, &msg, &DecryptOptions::default()),
+        Err(Error::Malformed(Malformed::UnexpectedVerificationKey))
+    ));
+}

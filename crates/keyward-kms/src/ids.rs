@@ -26,18 +26,29 @@ pub(crate) fn format_uuid(b: &[u8; 16]) -> String {
 /// The 16 bytes of a canonical lowercase hyphenated UUID.
 pub(crate) fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let b = s.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    if b.len() != 36 {
         return None;
     }
-    let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut nibbles = [0u8; 32];
+    let mut n = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if [8, 13, 18, 23].contains(&i) {
+            if c != b'-' {
+                return None;
+            }
+        } else {
+            *nibbles.get_mut(n)? = digit(c)?;
+            n += 1;
+        }
+    }
     let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    for (o, pair) in out.iter_mut().zip(nibbles.chunks_exact(2)) {
+        *o = pair[0] << 4 | pair[1];
     }
     Some(out)
 }
@@ -163,6 +174,22 @@ mod tests {
                 matches!(c.parse_key_ref(bad), Err(Error::NotFound(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn uuids_are_canonical_or_refused() {
+        let id = "0123abcd-4567-89ef-0123-456789abcdef";
+        assert_eq!(parse_uuid(id).map(|b| format_uuid(&b)).as_deref(), Some(id));
+        for bad in [
+            "00000000-0000-0000-0000-00000000000-",
+            "00000000-0000-0000-0000-0000000000-0",
+            "0000000000000-0000-0000-000000000000",
+            "00000000-0000-0000-0000-00000000000A",
+            "00000000-0000-0000-0000-0000000000000",
+            "",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad}");
         }
     }
 

@@ -75,12 +75,16 @@ pub fn lookup(
 /// in between, requests need no store lookup and no unwrapping.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// The access keys a server has seen recently. Only keys that exist are kept, so its size
-/// is bounded by the number of access keys, not by what clients send.
+/// The access keys a server has seen recently, and (up to [`MAX_UNKNOWN`]) ids it looked
+/// up and did not find, so that a client sending made-up ids does not reach the store on
+/// every request.
 #[derive(Default)]
 pub struct AccessKeyCache {
     entries: RwLock<HashMap<String, Cached>>,
 }
+
+/// Most unknown ids remembered at once.
+pub const MAX_UNKNOWN: usize = 4096;
 
 impl std::fmt::Debug for AccessKeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,42 +96,61 @@ impl std::fmt::Debug for AccessKeyCache {
 }
 
 struct Cached {
-    secret: Zeroizing<String>,
-    principal: String,
+    found: Option<(Zeroizing<String>, String)>,
     read_at: Instant,
 }
 
+/// A found access key: its secret and principal.
+pub type Found = Option<(Zeroizing<String>, String)>;
+
+/// Whether `id` has the shape of a keyward access key id (`KWAK` + 16 base32 characters);
+/// others are refused without a lookup.
+pub fn plausible_id(id: &str) -> bool {
+    id.len() == 20
+        && id.starts_with("KWAK")
+        && id[4..]
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+}
+
 impl AccessKeyCache {
-    /// As [`lookup`], from memory when the key was read less than [`FRESH_FOR`] ago.
-    pub fn lookup(
-        &self,
-        kms: &Kms,
-        access_key_id: &str,
-    ) -> Result<Option<(Zeroizing<String>, String)>, ServerError> {
-        if let Ok(entries) = self.entries.read()
-            && let Some(c) = entries.get(access_key_id)
-            && c.read_at.elapsed() < FRESH_FOR
-        {
-            return Ok(Some((c.secret.clone(), c.principal.clone())));
-        }
+    /// What was read about `access_key_id` less than [`FRESH_FOR`] ago, if anything.
+    pub fn cached(&self, access_key_id: &str) -> Option<Found> {
+        let entries = self.entries.read().ok()?;
+        let c = entries.get(access_key_id)?;
+        (c.read_at.elapsed() < FRESH_FOR).then(|| c.found.clone())
+    }
+
+    /// Reads `access_key_id` from the store (blocking) and remembers the answer.
+    pub fn refresh(&self, kms: &Kms, access_key_id: &str) -> Result<Found, ServerError> {
         let read_at = Instant::now();
-        let found = lookup(kms, access_key_id)?;
+        let found = if plausible_id(access_key_id) {
+            lookup(kms, access_key_id)?
+        } else {
+            None
+        };
         if let Ok(mut entries) = self.entries.write() {
-            match &found {
-                Some((secret, principal)) => {
-                    let c = Cached {
-                        secret: secret.clone(),
-                        principal: principal.clone(),
-                        read_at,
-                    };
-                    entries.insert(access_key_id.to_owned(), c);
-                }
-                None => {
-                    entries.remove(access_key_id);
+            if found.is_none() {
+                let unknown = entries.values().filter(|c| c.found.is_none()).count();
+                if unknown >= MAX_UNKNOWN {
+                    entries.retain(|_, c| c.found.is_some());
                 }
             }
+            let c = Cached {
+                found: found.clone(),
+                read_at,
+            };
+            entries.insert(access_key_id.to_owned(), c);
         }
         Ok(found)
+    }
+
+    /// [`Self::cached`], else [`Self::refresh`].
+    pub fn lookup(&self, kms: &Kms, access_key_id: &str) -> Result<Found, ServerError> {
+        match self.cached(access_key_id) {
+            Some(found) => Ok(found),
+            None => self.refresh(kms, access_key_id),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use keyward_kms::Kms;
 use tokio::net::TcpListener;
@@ -26,6 +26,15 @@ pub const MAX_BODY: usize = 256 * 1024;
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this (and an idle HTTP/1.1 connection is closed
+/// after it); its body within [`BODY_TIMEOUT`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// See [`HEADER_TIMEOUT`].
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Requests in flight on one HTTP/2 connection.
+pub const MAX_STREAMS: u32 = 64;
 
 struct State {
     kms: Arc<Kms>,
@@ -46,7 +55,15 @@ pub async fn serve(
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -60,13 +77,24 @@ pub async fn serve(
         let (acceptor, state) = (acceptor.clone(), state.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
             let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS)
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(HEADER_TIMEOUT);
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -138,7 +166,9 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
             "keyward serves the AWS KMS JSON protocol: POST /".into(),
         ));
     }
-    let body = read_body(body).await?;
+    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(body))
+        .await
+        .map_err(|_| ApiError::Validation("Request body not received in time".into()))??;
 
     let mut headers = Vec::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
@@ -163,20 +193,33 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    // The caller's secret: from memory, else from the store on the blocking pool (never
+    // on an async thread, where a slow store would stall every connection).
     let kms = state.kms.clone();
+    let claimed = sigv4::access_key_id(&headers)
+        .filter(|id| access::plausible_id(id))
+        .map(str::to_owned);
+    let found = match &claimed {
+        None => None,
+        Some(id) => match state.access_keys.cached(id) {
+            Some(found) => found,
+            None => {
+                let (state, id) = (state.clone(), id.clone());
+                tokio::task::spawn_blocking(move || state.access_keys.refresh(&state.kms, &id))
+                    .await
+                    .map_err(|_| internal("access key lookup failed"))?
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "access key lookup failed");
+                        internal("access key lookup failed")
+                    })?
+            }
+        },
+    };
     let mut principal = None;
-    sigv4::verify(&signed, "kms", now, |akid| {
-        match state.access_keys.lookup(&kms, akid) {
-            Ok(Some((secret, p))) => {
-                principal = Some(p);
-                Some(secret)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "access key lookup failed");
-                None
-            }
-        }
+    sigv4::verify(&signed, "kms", &kms.config().region, now, |akid| {
+        let (secret, p) = found.filter(|_| claimed.as_deref() == Some(akid))?;
+        principal = Some(p);
+        Some(secret)
     })?;
     let target = parts
         .headers
@@ -188,15 +231,24 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
     // Cryptographic operations on warm keys are answered here, on the async thread; what
     // needs the store goes to the blocking pool.
     if protocol::is_cryptographic(&target) {
-        match keyward_kms::cache_only(|| protocol::handle(&kms, &target, &body)) {
+        // A panic here would end the connection without an answer: turn it into a 500.
+        let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            keyward_kms::cache_only(|| protocol::handle(&kms, &target, &body))
+        }))
+        .unwrap_or_else(|_| Err(internal("request handler failed")));
+        match fast {
             Err(ApiError::Kms(keyward_kms::Error::WouldBlock)) => {}
             done => return Ok(done?.to_string().into_bytes()),
         }
     }
     let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &target, &body))
         .await
-        .map_err(|_| ApiError::Kms(keyward_kms::Error::Internal("request handler failed")))??;
+        .map_err(|_| internal("request handler failed"))??;
     Ok(out.to_string().into_bytes())
+}
+
+fn internal(what: &'static str) -> ApiError {
+    ApiError::Kms(keyward_kms::Error::Internal(what))
 }
 
 /// Reads a request body of at most [`MAX_BODY`] bytes. A longer one is read on (and

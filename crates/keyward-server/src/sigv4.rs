@@ -304,11 +304,25 @@ pub fn sign(
     Ok((date, auth))
 }
 
-/// Verifies `req`'s SigV4 signature for `service` at time `now` (Unix seconds), finding
-/// the caller's secret with `secret_for`.
+/// Headers that must be signed whenever they are sent: they choose what a request does,
+/// so an unsigned one would let a captured request be replayed as another operation.
+const SIGNED_IF_PRESENT: [&str; 3] = ["content-type", "x-amz-target", "x-amz-security-token"];
+
+/// The access key id a request's `Authorization` header names, if it has one.
+pub fn access_key_id<'a>(headers: &[(&str, &'a str)]) -> Option<&'a str> {
+    let (_, value) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?;
+    let credential = value.split("Credential=").nth(1)?;
+    credential.split('/').next()
+}
+
+/// Verifies `req`'s SigV4 signature for `service` in `region` at time `now` (Unix
+/// seconds), finding the caller's secret with `secret_for`.
 pub fn verify(
     req: &Request<'_>,
     service: &str,
+    region: &str,
     now: i64,
     secret_for: impl FnOnce(&str) -> Option<Zeroizing<String>>,
 ) -> Result<Verified, AuthError> {
@@ -320,15 +334,21 @@ pub fn verify(
             "Credential should be scoped to correct service: '{service}'"
         )));
     }
+    if auth.region != region {
+        return Err(incomplete(&format!(
+            "Credential should be scoped to a valid region, not '{}'",
+            auth.region
+        )));
+    }
     for required in ["host", "x-amz-date"] {
         if !auth.signed_headers.contains(&required) {
             return Err(incomplete(&format!("'{required}' must be a signed header")));
         }
     }
-    if canonical_header(req.headers, "x-amz-security-token").is_some()
-        && !auth.signed_headers.contains(&"x-amz-security-token")
-    {
-        return Err(incomplete("'x-amz-security-token' must be a signed header"));
+    for name in SIGNED_IF_PRESENT {
+        if canonical_header(req.headers, name).is_some() && !auth.signed_headers.contains(&name) {
+            return Err(incomplete(&format!("'{name}' must be a signed header")));
+        }
     }
     let amz_date = canonical_header(req.headers, "x-amz-date")
         .ok_or_else(|| incomplete("X-Amz-Date is missing"))?;

@@ -129,6 +129,20 @@ fn errors_on_the_wire() {
     )
     .unwrap();
 
+    // Key ids that are almost UUIDs are unknown keys, never a panic.
+    for almost in [
+        "00000000-0000-0000-0000-00000000000-",
+        "00000000-0000-0000-0000-0000000000-0",
+        "0000000000000-0000-0000-000000000000",
+    ] {
+        let found = err(
+            &kms,
+            "Encrypt",
+            json!({ "KeyId": almost, "Plaintext": "aGk=" }),
+        );
+        assert_eq!(found, (404, "NotFoundException"), "{almost}");
+    }
+
     assert_eq!(
         err(
             &kms,

@@ -40,7 +40,7 @@ fn check(
         headers: &h,
         body: body.as_bytes(),
     };
-    verify(&req, "kms", now, |akid| {
+    verify(&req, "kms", "us-east-1", now, |akid| {
         (akid == "AKIDEXAMPLE").then(|| Zeroizing::new(secret.to_owned()))
     })
 }
@@ -150,6 +150,16 @@ fn fail_malformed_authorization() {
             "host;content-type;x-amz-date;x-amz-target",
         ),
         AUTH.replace("content-type;host", "content-type;host;x-missing"),
+        // What chooses the operation must be signed.
+        AUTH.replace(
+            "content-type;host;x-amz-date;x-amz-target",
+            "content-type;host;x-amz-date",
+        ),
+        AUTH.replace(
+            "content-type;host;x-amz-date;x-amz-target",
+            "host;x-amz-date;x-amz-target",
+        ),
+        AUTH.replace("/us-east-1/", "/eu-west-1/"),
         AUTH.replace("20261122/", "20261121/"),
         AUTH.replace(", Signature=", ", Sig="),
         "garbage".to_owned(),
@@ -216,4 +226,12 @@ fn signing_reproduces_boto3_and_round_trips() {
         check(&all, BODY, now(), "other"),
         Err(AuthError::InvalidSignature)
     );
+}
+
+#[test]
+fn the_access_key_id_is_read_from_the_credential() {
+    let h = [("Authorization", AUTH)];
+    assert_eq!(access_key_id(&h), Some("AKIDEXAMPLE"));
+    assert_eq!(access_key_id(&[("authorization", "garbage")]), None);
+    assert_eq!(access_key_id(&[]), None);
 }
