@@ -2,7 +2,7 @@
 //! AEAD suites; X25519MLKEM768, X25519, P-256 and P-384 for key exchange; no 0-RTT; and
 //! client-certificate verification against the CA with its CRLs.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::crypto::CryptoProvider;
@@ -10,8 +10,9 @@ use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 
 use crate::Error;
 
@@ -71,14 +72,13 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore
     Ok(store)
 }
 
-/// A server configuration: TLS 1.3 only, ALPN h2 and http/1.1, no 0-RTT. `chain` is the
-/// leaf then its intermediates. With client auth on, certificates are verified against
-/// `roots` and `crls` (the whole chain; an expired CRL is still used). Each configuration
-/// has its own session cache, so a new one (made when a CRL or certificate changes) ends
-/// every resumption of sessions from the old one.
+/// A server configuration: TLS 1.3 only, ALPN h2 and http/1.1, no 0-RTT, certificates
+/// from `certs` (which can change them at any time). With client auth on, client
+/// certificates are verified against `roots` and `crls` (the whole chain; an expired CRL
+/// is still used). Each configuration has its own session cache, so a new one (made when
+/// a CRL changes) ends every resumption of sessions from the old one.
 pub fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    certs: Arc<dyn ResolvesServerCert>,
     client_auth: ClientAuth,
     roots: &[CertificateDer<'static>],
     crls: Vec<CertificateRevocationListDer<'static>>,
@@ -106,12 +106,59 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error("TLS versions"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(tls_error("server certificate"))?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.max_early_data_size = 0;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(config)
+}
+
+/// A certificate chain and its key, ready to serve; fails if they do not match.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, Error> {
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(tls_error("server key"))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(tls_error("server key"))?;
+    Ok(certified)
+}
+
+/// The server's certificate, replaceable while connections come and go: a handshake
+/// takes whichever is current when it starts.
+#[derive(Debug)]
+pub struct SwappableCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl SwappableCert {
+    /// Starts with `first`.
+    pub fn new(first: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(first)),
+        }
+    }
+
+    /// Serves `next` from the next handshake on.
+    pub fn swap(&self, next: CertifiedKey) {
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(next);
+        }
+    }
+
+    /// The certificate now served.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
 }
 
 /// A client configuration trusting `roots`, presenting `identity` (chain, key) if given.
@@ -131,27 +178,20 @@ pub fn client_config(
     }
 }
 
-/// Checks a server certificate before it is published: the key matches, the chain
-/// verifies to `roots` now, and every name in `names` (DNS names or IPs) is covered.
+/// Checks a server certificate before it is published: the chain verifies to `roots`
+/// now and every name in `names` (DNS names or IPs) is covered. (That the key matches is
+/// checked by [`certified_key`].)
 pub fn check_server_certificate(
     chain: &[CertificateDer<'static>],
-    key: &PrivateKeyDer<'static>,
     roots: &[CertificateDer<'static>],
     names: &[String],
 ) -> Result<(), Error> {
-    let provider = provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(tls_error("server key"))?;
-    let certified = rustls::sign::CertifiedKey::new(chain.to_vec(), signing_key);
-    certified.keys_match().map_err(tls_error("server key"))?;
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or_else(|| Error::Refused("empty certificate chain".into()))?;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(root_store(roots)?),
-        provider,
+        provider(),
     )
     .build()
     .map_err(|e| Error::Refused(format!("verifier: {e}")))?;

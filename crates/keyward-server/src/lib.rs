@@ -4,6 +4,8 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod pki;
+mod pki_api;
 pub mod protocol;
 pub mod server;
 pub mod sigv4;

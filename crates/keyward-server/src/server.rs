@@ -15,7 +15,9 @@ use keyward_kms::Kms;
 use tokio::net::TcpListener;
 
 use crate::protocol::{self, ApiError, CONTENT_TYPE, WireError};
+use crate::tls::TlsState;
 use crate::{ServerError, access, sigv4};
+use keyward_pki::CertInfo;
 
 /// Largest request body accepted. KMS's largest members (a 6144-byte blob, a 32 KiB
 /// policy) fit easily.
@@ -36,22 +38,36 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// Requests in flight on one HTTP/2 connection.
 pub const MAX_STREAMS: u32 = 64;
 
-struct State {
-    kms: Arc<Kms>,
+pub(crate) struct State {
+    pub(crate) kms: Arc<Kms>,
+    pub(crate) tls: Arc<TlsState>,
     access_keys: access::AccessKeyCache,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
 pub async fn serve(
-    kms: Arc<Kms>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<TlsState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let state = Arc::new(State {
-        kms,
+        kms: tls.kms().clone(),
+        tls: tls.clone(),
         access_keys: access::AccessKeyCache::default(),
+    });
+    // Upkeep of the certificate and the CRL, off the async threads.
+    let upkeep = tls.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::tls::CHECK_EVERY);
+        loop {
+            every.tick().await;
+            let tls = upkeep.clone();
+            match tokio::task::spawn_blocking(move || tls.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "TLS upkeep failed"),
+                Err(e) => tracing::error!(error = %e, "TLS upkeep panicked"),
+            }
+        }
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -74,7 +90,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (acceptor, state) = (acceptor.clone(), state.clone());
+        let Some(config) = state.tls.config() else {
+            break;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let state = state.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
@@ -83,7 +103,9 @@ pub async fn serve(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let client = crate::tls::peer_info(tls.get_ref().1.peer_certificates()).map(Arc::new);
+            let service =
+                hyper::service::service_fn(move |req| handle(state.clone(), client.clone(), req));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -102,6 +124,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    upkeep.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("closing connections still open after 30 s"),
@@ -109,7 +132,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut b = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -117,10 +140,15 @@ fn request_id() -> String {
 
 async fn handle(
     state: Arc<State>,
+    peer: Option<Arc<CertInfo>>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/" {
+        return Ok(crate::pki_api::handle(&state, peer.as_deref(), req).await);
+    }
     let id = request_id();
-    let result = respond(&state, req).await;
+    let principal = peer.as_deref().and_then(CertInfo::principal);
+    let result = respond(&state, principal.as_deref(), req).await;
     let (status, body, error_type) = match result {
         Ok(body) => (StatusCode::OK, body, None),
         Err(e) => {
@@ -159,7 +187,11 @@ async fn handle(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
 }
 
-async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
+async fn respond(
+    state: &Arc<State>,
+    peer: Option<&str>,
+    req: Request<Incoming>,
+) -> Result<Vec<u8>, ApiError> {
     let (parts, body) = req.into_parts();
     if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
         return Err(ApiError::UnknownOperation(
@@ -216,11 +248,20 @@ async fn respond(state: &Arc<State>, req: Request<Incoming>) -> Result<Vec<u8>, 
         },
     };
     let mut principal = None;
-    sigv4::verify(&signed, "kms", &kms.config().region, now, |akid| {
-        let (secret, p) = found.filter(|_| claimed.as_deref() == Some(akid))?;
-        principal = Some(p);
-        Some(secret)
-    })?;
+    let signed_request = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    match peer {
+        // A verified client certificate stands in for a signature.
+        Some(peer) if !signed_request => principal = Some(peer.to_owned()),
+        _ => {
+            sigv4::verify(&signed, "kms", &kms.config().region, now, |akid| {
+                let (secret, p) = found.filter(|_| claimed.as_deref() == Some(akid))?;
+                principal = Some(p);
+                Some(secret)
+            })?;
+        }
+    }
     let target = parts
         .headers
         .get("x-amz-target")
@@ -253,7 +294,7 @@ fn internal(what: &'static str) -> ApiError {
 
 /// Reads a request body of at most [`MAX_BODY`] bytes. A longer one is read on (and
 /// dropped) up to [`DRAIN_LIMIT`] so the refusal reaches the client.
-async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::Validation(format!("Request body larger than {MAX_BODY} bytes"));
     let mut buf = Vec::new();
     let mut seen = 0usize;

@@ -1,123 +1,282 @@
-//! The minimal internal CA `keyward serve` makes on first start, and the TLS 1.3 server
-//! configuration. The full PKI (issuance, renewal, revocation, mTLS) comes with issue #5.
-//!
-//! The CA key is stored wrapped by the root key. The server's key is made at every start
-//! and lives only in memory; its certificate, signed by the CA, names `localhost`,
-//! `127.0.0.1` and any names configured.
+//! The listener's TLS: its certificate from the internal CA, renewed by the server itself
+//! and swapped without a restart; client-certificate verification with the CA's CRL,
+//! rebuilt when a certificate is revoked; expiry warnings and figures for `/metrics`.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use keyward_kms::Kms;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+use keyward_pki::expiry::{self, Standing};
+use keyward_pki::tls::{SwappableCert, certified_key, check_server_certificate};
+use keyward_pki::{CertInfo, ClientAuth, LeafRequest, SpiffeId};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use zeroize::Zeroizing;
+use time::OffsetDateTime;
 
 use crate::ServerError;
+use crate::pki::{self, StoredCa};
 
-const CA_META: &str = "tls-ca";
+/// How often the server looks for revocations and for its certificate's renewal time.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the CRL is signed again when nothing changed.
+const CRL_RESIGN: i64 = 86_400;
 
-fn internal(what: &str) -> impl Fn(rcgen::Error) -> ServerError + '_ {
-    move |e| ServerError::Internal(format!("{what}: {e}"))
+/// What the listener's TLS is made from.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// DNS names and IP addresses the server certificate names (and is checked against).
+    pub names: Vec<String>,
+    /// Client certificates: off, optional or required.
+    pub client_auth: ClientAuth,
+    /// The server certificate's lifetime; it is renewed at 2/3 of it.
+    pub cert_ttl: time::Duration,
 }
 
-fn ca_params() -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "keyward internal CA");
-    dn.push(DnType::OrganizationName, "keyward");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let now = time_now();
-    params.not_before = now;
-    params.not_after = now + time::Duration::days(3650);
-    params
+struct Crl {
+    revocations: Vec<(String, i64)>,
+    der: CertificateRevocationListDer<'static>,
+    signed_at: i64,
 }
 
-fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
+struct Served {
+    info: CertInfo,
+    renew_at: i64,
+    warned: Option<i64>,
 }
 
-/// The CA certificate (PEM) and key, made and stored on first start.
-fn ca(kms: &Kms) -> Result<(String, KeyPair), ServerError> {
-    let store = kms.store();
-    if store.meta(CA_META)?.is_none() {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(internal("CA key"))?;
-        let cert = ca_params()
-            .self_signed(&key)
-            .map_err(internal("CA certificate"))?;
-        let der = Zeroizing::new(key.serialize_der());
-        let wrapped = kms.seal_secret(CA_META, &der)?;
-        let pem = cert.pem();
-        let mut value = (pem.len() as u32).to_be_bytes().to_vec();
-        value.extend_from_slice(pem.as_bytes());
-        value.extend_from_slice(&wrapped);
-        store.init_meta(CA_META, &value)?;
-    }
-    let value = store
-        .meta(CA_META)?
-        .ok_or_else(|| ServerError::Internal("CA missing".into()))?;
-    let corrupt = || ServerError::Internal("corrupt CA record".into());
-    let (len, rest) = value.split_first_chunk::<4>().ok_or_else(corrupt)?;
-    let (pem, wrapped) = rest
-        .split_at_checked(u32::from_be_bytes(*len) as usize)
-        .ok_or_else(corrupt)?;
-    let pem = String::from_utf8(pem.to_vec()).map_err(|_| corrupt())?;
-    let der = kms.open_secret(CA_META, wrapped)?;
-    let key = KeyPair::try_from(&der[..]).map_err(internal("CA key"))?;
-    Ok((pem, key))
+/// The TLS side of a running server.
+pub struct TlsState {
+    kms: Arc<Kms>,
+    ca: StoredCa,
+    settings: TlsSettings,
+    spiffe_id: SpiffeId,
+    cert: Arc<SwappableCert>,
+    served: Mutex<Served>,
+    crl: Mutex<Crl>,
+    config: RwLock<Arc<rustls::ServerConfig>>,
 }
 
-/// Everything the listener needs.
-pub struct Tls {
-    /// The CA certificate clients trust (write it to `ca.pem`).
-    pub ca_pem: String,
-    /// The rustls configuration: TLS 1.3 only, no 0-RTT, HTTP/2 and HTTP/1.1.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-impl std::fmt::Debug for Tls {
+impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").finish_non_exhaustive()
+        f.debug_struct("TlsState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
-/// Loads (or makes) the CA and issues this start's server certificate for `names`.
-pub fn prepare(kms: &Kms, names: &[String]) -> Result<Tls, ServerError> {
-    let (ca_pem, ca_key) = ca(kms)?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
 
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(internal("server key"))?;
-    let mut params = CertificateParams::new(names.to_vec()).map_err(internal("server names"))?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "keyward server");
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = time_now();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(30);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(internal("server certificate"))?;
+fn pki_error(e: keyward_pki::Error) -> ServerError {
+    ServerError::Internal(e.to_string())
+}
 
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ServerError::Internal(format!("TLS configuration: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .map_err(|e| ServerError::Internal(format!("TLS certificate: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.max_early_data_size = 0;
-    Ok(Tls {
-        ca_pem,
-        config: Arc::new(config),
-    })
+impl TlsState {
+    /// Loads the CA (making one on first start), issues this start's certificate and
+    /// builds the configuration.
+    pub fn start(kms: Arc<Kms>, settings: TlsSettings) -> Result<Self, ServerError> {
+        let ca = pki::load_or_init(&kms)?;
+        if settings.cert_ttl > ca.max_ttl {
+            return Err(ServerError::Internal(format!(
+                "the server certificate lifetime {} is longer than the CA's maximum {}",
+                settings.cert_ttl, ca.max_ttl
+            )));
+        }
+        let spiffe_id = SpiffeId::parse(&format!("spiffe://{}/keyward/server", ca.ca.trust_domain))
+            .map_err(pki_error)?;
+        let (certified, info) = issue_server_cert(&kms, &ca, &spiffe_id, &settings)?;
+        let cert = Arc::new(SwappableCert::new(certified));
+        let revocations = pki::revocations(&kms)?;
+        let crl = Crl {
+            der: pki::crl(&ca, &revocations)?,
+            revocations,
+            signed_at: now(),
+        };
+        let config = build_config(&cert, &ca, &settings, &crl)?;
+        let served = Served {
+            renew_at: expiry::renew_at(info.not_before, info.not_after, expiry::random_jitter()),
+            info,
+            warned: None,
+        };
+        Ok(Self {
+            kms,
+            ca,
+            settings,
+            spiffe_id,
+            cert,
+            served: Mutex::new(served),
+            crl: Mutex::new(crl),
+            config: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.config.read().ok().map(|c| c.clone())
+    }
+
+    /// The CA.
+    pub fn ca(&self) -> &StoredCa {
+        &self.ca
+    }
+
+    /// The KMS.
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
+    /// The root certificate clients trust (write it to `ca.pem`).
+    pub fn root_pem(&self) -> String {
+        self.ca.ca.root.pem()
+    }
+
+    /// The current CRL (DER).
+    pub fn crl_der(&self) -> Option<CertificateRevocationListDer<'static>> {
+        self.crl.lock().ok().map(|c| c.der.clone())
+    }
+
+    /// `(name, not_after)` of the certificates this server depends on, for `/metrics`.
+    pub fn expiries(&self) -> Vec<(&'static str, i64)> {
+        let mut out = Vec::new();
+        if let Ok(s) = self.served.lock() {
+            out.push(("server", s.info.not_after));
+        }
+        for (name, cert) in [
+            ("intermediate", &self.ca.ca.intermediate.cert),
+            ("root", &self.ca.ca.root.cert),
+        ] {
+            if let Ok(info) = CertInfo::parse(cert) {
+                out.push((name, info.not_after));
+            }
+        }
+        out
+    }
+
+    /// One round of upkeep (blocking: it reads the store): renews the server certificate
+    /// when due, rebuilds the configuration when revocations changed, re-signs the CRL
+    /// daily, and warns about certificates running out.
+    pub fn maintain(&self) -> Result<(), ServerError> {
+        let t = now();
+        let due = self.served.lock().map(|s| t >= s.renew_at).unwrap_or(false);
+        if due {
+            self.renew()?;
+        }
+        let revocations = pki::revocations(&self.kms)?;
+        let changed = match self.crl.lock() {
+            Ok(crl) => crl.revocations != revocations || t - crl.signed_at > CRL_RESIGN,
+            Err(_) => true,
+        };
+        if changed {
+            let crl = Crl {
+                der: pki::crl(&self.ca, &revocations)?,
+                revocations,
+                signed_at: t,
+            };
+            let config = build_config(&self.cert, &self.ca, &self.settings, &crl)?;
+            if let Ok(mut c) = self.config.write() {
+                *c = Arc::new(config);
+            }
+            if let Ok(mut slot) = self.crl.lock() {
+                *slot = crl;
+            }
+            tracing::info!("CRL signed; client verification now uses it");
+        }
+        self.warn_expiry(t);
+        Ok(())
+    }
+
+    /// Issues a new server certificate, checks it, and serves it from the next handshake.
+    pub fn renew(&self) -> Result<(), ServerError> {
+        let (certified, info) =
+            issue_server_cert(&self.kms, &self.ca, &self.spiffe_id, &self.settings)?;
+        self.cert.swap(certified);
+        tracing::info!(
+            serial = %info.serial_hex(),
+            not_after = info.not_after,
+            "server certificate renewed"
+        );
+        if let Ok(mut s) = self.served.lock() {
+            s.renew_at = expiry::renew_at(info.not_before, info.not_after, expiry::random_jitter());
+            s.info = info;
+            s.warned = None;
+        }
+        Ok(())
+    }
+
+    fn warn_expiry(&self, t: i64) {
+        let Ok(mut s) = self.served.lock() else {
+            return;
+        };
+        match expiry::standing(s.info.not_before, s.info.not_after, t) {
+            Standing::Warning {
+                seconds_left,
+                threshold,
+            } if s.warned != Some(threshold) => {
+                tracing::warn!(seconds_left, "the server certificate is running out");
+                s.warned = Some(threshold);
+            }
+            Standing::Expired if s.warned != Some(0) => {
+                tracing::error!("the server certificate has expired");
+                s.warned = Some(0);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn build_config(
+    cert: &Arc<SwappableCert>,
+    ca: &StoredCa,
+    settings: &TlsSettings,
+    crl: &Crl,
+) -> Result<rustls::ServerConfig, ServerError> {
+    keyward_pki::tls::server_config(
+        cert.clone(),
+        settings.client_auth,
+        std::slice::from_ref(&ca.ca.root.cert),
+        vec![crl.der.clone()],
+    )
+    .map_err(pki_error)
+}
+
+/// A fresh key and certificate for the server, checked against the root and every name
+/// before it is used.
+fn issue_server_cert(
+    kms: &Kms,
+    ca: &StoredCa,
+    spiffe_id: &SpiffeId,
+    settings: &TlsSettings,
+) -> Result<(rustls::sign::CertifiedKey, CertInfo), ServerError> {
+    let key = keyward_pki::ca::generate_key(keyward_pki::KeyAlgorithm::P256).map_err(pki_error)?;
+    let mut req = LeafRequest::new(
+        Some(spiffe_id.clone()),
+        OffsetDateTime::now_utc(),
+        settings.cert_ttl,
+    );
+    for name in &settings.names {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => req.ips.push(ip),
+            Err(_) => req.dns.push(name.clone()),
+        }
+    }
+    let issued = pki::issue(kms, ca, &*key, &req).map_err(|e| match e {
+        pki::IssueError::Refused(e) => pki_error(e),
+        pki::IssueError::Server(e) => e,
+    })?;
+    let chain = vec![issued.cert.clone(), ca.ca.intermediate.cert.clone()];
+    let key_der = zeroize::Zeroizing::new(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    )));
+    check_server_certificate(&chain, std::slice::from_ref(&ca.ca.root.cert), &settings.names)
+        .map_err(pki_error)?;
+    let certified = certified_key(chain, &key_der).map_err(pki_error)?;
+    Ok((certified, issued.info))
+}
+
+/// What a verified client certificate chain's leaf says.
+pub fn peer_info(chain: Option<&[CertificateDer<'_>]>) -> Option<CertInfo> {
+    CertInfo::parse(chain?.first()?).ok()
 }

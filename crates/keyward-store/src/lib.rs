@@ -12,7 +12,9 @@
 mod records;
 mod sqlite;
 
-pub use records::{AccessKey, Alias, KeyRecord, KeyState, RotationType, VersionRecord};
+pub use records::{
+    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, VersionRecord,
+};
 pub use sqlite::SqliteStore;
 
 /// Storage failures.
@@ -84,6 +86,25 @@ pub trait Store: Send + Sync {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a value by name if none is stored yet; returns the value now stored.
     fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Sets `name` to `value`, replacing what was there.
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Records a certificate the CA issued. `AlreadyExists` for a serial seen before.
+    fn record_certificate(&self, cert: &CertificateRecord) -> Result<(), StoreError>;
+    /// A certificate by serial (lowercase hex).
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Certificates in serial order, after `after`, at most `limit`.
+    fn certificates(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Marks a certificate revoked at `at`. `NotFound` if unknown, `AlreadyExists` if it
+    /// was revoked before.
+    fn revoke_certificate(&self, serial: &str, at: i64) -> Result<(), StoreError>;
+    /// Revoked certificates that have not expired by `now` (what a CRL must list).
+    fn revoked_certificates(&self, now: i64) -> Result<Vec<CertificateRecord>, StoreError>;
 
     /// Adds an API access key.
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError>;

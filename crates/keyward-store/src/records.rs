@@ -158,3 +158,22 @@ impl fmt::Debug for AccessKey {
             .finish_non_exhaustive()
     }
 }
+
+/// A certificate the internal CA issued (public data only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial number, lowercase hex without leading zeros.
+    pub serial: String,
+    /// Who it names: the SPIFFE ID, else the common name, else the first DNS name or IP.
+    pub subject: String,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// When it was issued.
+    pub issued_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// The certificate (DER).
+    pub der: Vec<u8>,
+}

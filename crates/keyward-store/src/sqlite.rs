@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::{
-    AccessKey, Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord,
+    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, Store, StoreError,
+    VersionRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -63,7 +64,33 @@ CREATE TABLE access_keys (
     created_at    INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE certificates (
+    serial     TEXT PRIMARY KEY,
+    subject    TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    not_after  INTEGER NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    revoked_at INTEGER,
+    der        BLOB NOT NULL
+);
+CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+"#,
 ];
+
+const CERT_COLUMNS: &str = "serial, subject, not_before, not_after, issued_at, revoked_at, der";
+
+fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        serial: r.get(0)?,
+        subject: r.get(1)?,
+        not_before: r.get(2)?,
+        not_after: r.get(3)?,
+        issued_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+        der: r.get(6)?,
+    })
+}
 
 const KEY_COLUMNS: &str = "key_id, created_at, description, state, deletion_date, \
     pending_window_days, rotation_period_days, next_rotation, current_version, \
@@ -504,6 +531,102 @@ impl Store for SqliteStore {
             })
             .map_err(backend)
         })
+    }
+
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn record_certificate(&self, cert: &CertificateRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO certificates ({CERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
+                params![
+                    cert.serial,
+                    cert.subject,
+                    cert.not_before,
+                    cert.not_after,
+                    cert.issued_at,
+                    cert.revoked_at,
+                    cert.der
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(&format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+        ))
+        .and_then(|mut stmt| stmt.query_row([serial], cert_from_row).optional())
+        .map_err(backend)
+    }
+
+    fn certificates(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE serial > ?1 ORDER BY serial LIMIT ?2"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![after.unwrap_or(""), limit as i64], cert_from_row)
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn revoke_certificate(&self, serial: &str, at: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let revoked: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT revoked_at FROM certificates WHERE serial = ?1",
+                    [serial],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match revoked {
+                None => Err(StoreError::NotFound),
+                Some(Some(_)) => Err(StoreError::AlreadyExists),
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE certificates SET revoked_at = ?2 WHERE serial = ?1",
+                        params![serial, at],
+                    )
+                    .map_err(backend)?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn revoked_certificates(&self, now: i64) -> Result<Vec<CertificateRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates \
+                 WHERE revoked_at IS NOT NULL AND not_after > ?1 ORDER BY serial"
+            ))
+            .map_err(backend)?;
+        let rows = stmt.query_map([now], cert_from_row).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
     }
 
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {

@@ -37,6 +37,11 @@ fn meta_is_set_once() {
     suite::meta_is_set_once(&open().1);
 }
 
+#[test]
+fn certificates_and_revocation() {
+    suite::certificates_and_revocation(&open().1);
+}
+
 /// Destroyed material must leave the files themselves, not just the tables.
 #[test]
 fn destroyed_material_is_gone_from_every_file() {

@@ -45,7 +45,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML configuration file (keys: data_dir, listen, region, account, partition, hostnames).
+    /// A TOML configuration file (keys: data_dir, listen, region, account, partition,
+    /// hostnames, client_auth, server_cert_ttl).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Where keyward keeps its database, root key and CA [env: KEYWARD_DATA_DIR]
@@ -64,6 +65,34 @@ pub(crate) struct ServeArgs {
     /// Extra DNS names or IP addresses for the server certificate. Repeatable.
     #[arg(long = "hostname", value_name = "NAME")]
     pub(crate) hostnames: Vec<String>,
+    /// Client certificates: off, optional or required [env: KEYWARD_CLIENT_AUTH]
+    /// [default: optional]. A verified certificate's SPIFFE ID (else CN) is the principal
+    /// of requests that carry no SigV4 signature.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) client_auth: Option<String>,
+    /// Lifetime of the server's own certificate, renewed at 2/3 of it, e.g. 24h, 2m
+    /// [env: KEYWARD_SERVER_CERT_TTL] [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) server_cert_ttl: Option<String>,
+}
+
+/// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.
+pub(crate) fn parse_ttl(s: &str) -> Result<time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 2m, 24h or 30d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 2m, 24h or 30d")),
+    };
+    if n <= 0 || n > 100 * 365 * 86_400 / seconds {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(time::Duration::seconds(n * seconds))
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,8 @@ struct FileConfig {
     partition: Option<String>,
     #[serde(default)]
     hostnames: Vec<String>,
+    client_auth: Option<String>,
+    server_cert_ttl: Option<String>,
 }
 
 /// Validated configuration.
@@ -33,7 +35,7 @@ struct Config {
     data_dir: PathBuf,
     listen: SocketAddr,
     kms: KmsConfig,
-    hostnames: Vec<String>,
+    tls: keyward_server::tls::TlsSettings,
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -115,6 +117,19 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             hostnames.push(h.clone());
         }
     }
+    let client_auth = pick(&args.client_auth, "KEYWARD_CLIENT_AUTH", &file.client_auth)
+        .unwrap_or_else(|| "optional".into());
+    let client_auth = client_auth.parse().map_err(|e| bad("client_auth", e))?;
+    let ttl = pick(
+        &args.server_cert_ttl,
+        "KEYWARD_SERVER_CERT_TTL",
+        &file.server_cert_ttl,
+    )
+    .unwrap_or_else(|| "24h".into());
+    let cert_ttl = crate::cli::parse_ttl(&ttl).map_err(|e| bad("server_cert_ttl", e))?;
+    if cert_ttl < time::Duration::seconds(60) {
+        return Err(bad("server_cert_ttl", "must be at least 60s"));
+    }
     Ok(Config {
         data_dir,
         listen,
@@ -123,7 +138,11 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             region,
             account,
         },
-        hostnames,
+        tls: keyward_server::tls::TlsSettings {
+            names: hostnames,
+            client_auth,
+            cert_ttl,
+        },
     })
 }
 
@@ -185,10 +204,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .map_err(|e| failed("cannot create the data directory")(&e))?;
     let dir = &config.data_dir;
     let kms = Arc::new(open_kms(dir, config.kms.clone())?);
-    let tls =
-        keyward_server::tls::prepare(&kms, &config.hostnames).map_err(|e| failed("TLS")(&e))?;
+    let tls = keyward_server::tls::TlsState::start(kms.clone(), config.tls.clone())
+        .map_err(|e| failed("TLS")(&e))?;
+    let tls = Arc::new(tls);
     let ca_path = dir.join("ca.pem");
-    write_file(&ca_path, tls.ca_pem.as_bytes(), 0o644)?;
+    write_file(&ca_path, tls.root_pem().as_bytes(), 0o644)?;
     let admin = first_admin_key(&kms, dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -218,7 +238,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
                 }
             }
         });
-        keyward_server::server::serve(kms, tls.config, listener, shutdown_signal())
+        keyward_server::server::serve(tls, listener, shutdown_signal())
             .await
             .map_err(|e| failed("server")(&e))
     })?;

@@ -1,7 +1,8 @@
 //! The store contract, written once against `&dyn Store` and run for every backend.
 
 use keyward_store::{
-    AccessKey, Alias, KeyRecord, KeyState, RotationType, Store, StoreError, VersionRecord,
+    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, Store, StoreError,
+    VersionRecord,
 };
 
 pub(crate) fn key(id: &str) -> KeyRecord {
@@ -166,6 +167,55 @@ pub(crate) fn meta_is_set_once(store: &dyn Store) {
     assert_eq!(store.init_meta("root", b"first").unwrap(), b"first");
     assert_eq!(store.init_meta("root", b"second").unwrap(), b"first");
     assert_eq!(store.meta("root").unwrap().as_deref(), Some(&b"first"[..]));
+    store.set_meta("root", b"third").unwrap();
+    assert_eq!(store.meta("root").unwrap().as_deref(), Some(&b"third"[..]));
+    store.set_meta("other", b"x").unwrap();
+    assert_eq!(store.meta("other").unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+pub(crate) fn certificates_and_revocation(store: &dyn Store) {
+    let cert = |serial: &str, not_after: i64| CertificateRecord {
+        serial: serial.into(),
+        subject: format!("spiffe://td/{serial}"),
+        not_before: 0,
+        not_after,
+        issued_at: 0,
+        revoked_at: None,
+        der: vec![1, 2, 3],
+    };
+    for (serial, not_after) in [("0a", 100), ("0b", 200), ("0c", 300)] {
+        store.record_certificate(&cert(serial, not_after)).unwrap();
+    }
+    assert!(matches!(
+        store.record_certificate(&cert("0a", 1)),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(store.certificate("0b").unwrap(), Some(cert("0b", 200)));
+    assert_eq!(store.certificate("ff").unwrap(), None);
+    let page = store.certificates(Some("0a"), 1).unwrap();
+    assert_eq!(page, [cert("0b", 200)]);
+    assert!(store.revoked_certificates(0).unwrap().is_empty());
+    store.revoke_certificate("0a", 50).unwrap();
+    store.revoke_certificate("0c", 60).unwrap();
+    assert!(matches!(
+        store.revoke_certificate("0a", 70),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        store.revoke_certificate("ff", 70),
+        Err(StoreError::NotFound)
+    ));
+    let revoked: Vec<_> = store
+        .revoked_certificates(0)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.serial, c.revoked_at))
+        .collect();
+    assert_eq!(revoked, [("0a".into(), Some(50)), ("0c".into(), Some(60))]);
+    // An expired certificate leaves the list.
+    let revoked = store.revoked_certificates(150).unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].serial, "0c");
 }
 
 pub(crate) fn access_keys(store: &dyn Store) {

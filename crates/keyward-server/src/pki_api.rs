@@ -1,0 +1,211 @@
+//! keyward's own endpoints beside the KMS protocol (which is `POST /`):
+//!
+//! | endpoint | who may call | answer |
+//! |---|---|---|
+//! | `GET /v1/pki/ca` | anyone | the root certificate (PEM) |
+//! | `GET /v1/pki/crl` | anyone | the current CRL (DER) |
+//! | `GET /v1/pki/whoami` | a client with a certificate | `{"principal": ...}` |
+//! | `POST /v1/pki/renew` | a client with a valid SVID | a new SVID for the same identity, for the CSR's key |
+//! | `GET /metrics` | anyone | Prometheus text: certificate expiry |
+//!
+//! Errors are `{"error": <code>, "message": <text>}` with a matching status, made in one
+//! place, [`PkiError::to_wire`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use keyward_pki::{CertInfo, LeafRequest};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::pki;
+use crate::server::{State, read_body, request_id};
+
+struct Reply {
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+/// What can go wrong on these endpoints.
+#[derive(Debug)]
+enum PkiError {
+    NotFound,
+    MethodNotAllowed,
+    Unauthenticated(&'static str),
+    Refused(String),
+    Internal,
+}
+
+impl PkiError {
+    /// The one mapping of these errors to the wire.
+    fn to_wire(&self) -> (StatusCode, serde_json::Value) {
+        let (status, code, message) = match self {
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here".into(),
+            ),
+            Self::Unauthenticated(why) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                (*why).to_owned(),
+            ),
+            Self::Refused(why) => (StatusCode::BAD_REQUEST, "refused", why.clone()),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; retry the request".into(),
+            ),
+        };
+        (status, json!({ "error": code, "message": message }))
+    }
+}
+
+pub(crate) async fn handle(
+    state: &Arc<State>,
+    peer: Option<&CertInfo>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let id = request_id();
+    let (status, content_type, body) = match route(state, peer, req).await {
+        Ok(reply) => (StatusCode::OK, reply.content_type, reply.body),
+        Err(e) => {
+            let (status, body) = e.to_wire();
+            (status, "application/json", body.to_string().into_bytes())
+        }
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-request-id", id)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+async fn route(
+    state: &Arc<State>,
+    peer: Option<&CertInfo>,
+    req: Request<Incoming>,
+) -> Result<Reply, PkiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let get = parts.method == Method::GET;
+    match path {
+        "/v1/pki/ca" if get => Ok(Reply {
+            content_type: "application/x-pem-file",
+            body: state.tls.root_pem().into_bytes(),
+        }),
+        "/v1/pki/crl" if get => Ok(Reply {
+            content_type: "application/pkix-crl",
+            body: state.tls.crl_der().ok_or(PkiError::Internal)?.to_vec(),
+        }),
+        "/v1/pki/whoami" if get => {
+            let peer = peer.ok_or(PkiError::Unauthenticated("no client certificate"))?;
+            let body = json!({
+                "principal": peer.principal(),
+                "spiffe_id": peer.spiffe_id.as_ref().map(ToString::to_string),
+                "serial": peer.serial_hex(),
+                "not_after": peer.not_after,
+            });
+            Ok(json_reply(&body))
+        }
+        "/v1/pki/renew" if parts.method == Method::POST => {
+            let peer = peer
+                .ok_or(PkiError::Unauthenticated(
+                    "renewal needs the current certificate",
+                ))?
+                .clone();
+            let csr = tokio::time::timeout(crate::server::BODY_TIMEOUT, read_body(body))
+                .await
+                .map_err(|_| PkiError::Refused("request body not received in time".into()))?
+                .map_err(|e| PkiError::Refused(e.to_string()))?;
+            let csr = String::from_utf8(csr.to_vec())
+                .map_err(|_| PkiError::Refused("the CSR must be PEM".into()))?;
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || renew(&state, &peer, &csr))
+                .await
+                .map_err(|_| PkiError::Internal)?
+        }
+        "/metrics" if get => Ok(Reply {
+            content_type: "text/plain; version=0.0.4",
+            body: metrics(state).into_bytes(),
+        }),
+        "/v1/pki/ca" | "/v1/pki/crl" | "/v1/pki/whoami" | "/v1/pki/renew" | "/metrics" => {
+            Err(PkiError::MethodNotAllowed)
+        }
+        _ => Err(PkiError::NotFound),
+    }
+}
+
+fn json_reply(body: &serde_json::Value) -> Reply {
+    Reply {
+        content_type: "application/json",
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A new SVID for the identity the client proved with its certificate (verified, chain
+/// and CRL, by the TLS handshake), for the key in its CSR, with the same names and the
+/// same lifetime (at most the CA's maximum).
+fn renew(state: &State, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiError> {
+    let ca = state.tls.ca();
+    let kms = &state.kms;
+    let Some(spiffe_id) = peer.spiffe_id.clone() else {
+        return Err(PkiError::Refused(
+            "only SPIFFE identities renew themselves".into(),
+        ));
+    };
+    // Only a certificate this CA issued and nobody revoked since the CRL was loaded.
+    match kms.store().certificate(&peer.serial_hex()) {
+        Ok(Some(c)) if c.revoked_at.is_none() => {}
+        Ok(_) => return Err(PkiError::Unauthenticated("certificate revoked or unknown")),
+        Err(e) => {
+            tracing::error!(error = %e, "renewal: store");
+            return Err(PkiError::Internal);
+        }
+    }
+    let ttl = time::Duration::seconds(peer.lifetime()).min(ca.max_ttl);
+    let mut req = LeafRequest::new(Some(spiffe_id), OffsetDateTime::now_utc(), ttl);
+    req.dns = peer.dns.clone();
+    req.ips = peer.ips.clone();
+    let issued = pki::sign_csr(kms, ca, csr_pem, &req).map_err(|e| match e {
+        pki::IssueError::Refused(e) => PkiError::Refused(e.to_string()),
+        pki::IssueError::Server(e) => {
+            tracing::error!(error = %e, "renewal failed");
+            PkiError::Internal
+        }
+    })?;
+    tracing::info!(
+        principal = peer.principal().as_deref().unwrap_or(""),
+        old = %peer.serial_hex(),
+        new = %issued.info.serial_hex(),
+        "certificate renewed"
+    );
+    Ok(Reply {
+        content_type: "application/x-pem-file",
+        body: pki::chain_pem(ca, &issued.cert).into_bytes(),
+    })
+}
+
+fn metrics(state: &State) -> String {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut out = String::from(
+        "# HELP keyward_certificate_expiry_seconds Seconds until a certificate keyward serves or depends on expires.\n\
+         # TYPE keyward_certificate_expiry_seconds gauge\n",
+    );
+    for (name, not_after) in state.tls.expiries() {
+        out.push_str(&format!(
+            "keyward_certificate_expiry_seconds{{certificate=\"{name}\"}} {}\n",
+            not_after - now
+        ));
+    }
+    out
+}
