@@ -425,3 +425,16 @@ pub struct Revoked {
     /// When it was revoked.
     pub revoked_at: OffsetDateTime,
 }
+
+/// A certificate signing request (PEM) for `key`, naming nothing: the CA decides the names.
+pub fn csr_pem(key: &KeyPair) -> Result<String, Error> {
+    CertificateParams::default()
+        .serialize_request(key)
+        .and_then(|csr| csr.pem())
+        .map_err(internal("CSR"))
+}
+
+/// `key` as PKCS#8 PEM, in memory that is wiped on drop.
+pub fn key_pem(key: &KeyPair) -> Zeroizing<String> {
+    Zeroizing::new(key.serialize_pem())
+}

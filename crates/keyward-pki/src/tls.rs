@@ -74,7 +74,7 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore
 
 /// A server configuration: TLS 1.3 only, ALPN h2 and http/1.1, no 0-RTT, certificates
 /// from `certs` (which can change them at any time). With client auth on, client
-/// certificates are verified against `roots` and `crls` (the whole chain; an expired CRL
+/// certificates are verified against `roots` and the leaf against `crls` (an expired CRL
 /// is still used). Each configuration has its own session cache, so a new one (made when
 /// a CRL changes) ends every resumption of sessions from the old one.
 pub fn server_config(
@@ -91,7 +91,10 @@ pub fn server_config(
                 Arc::new(root_store(roots)?),
                 provider.clone(),
             )
-            .with_crls(crls);
+            .with_crls(crls)
+            // The CRL is the intermediate's and lists leaves; the intermediate itself
+            // would need the root's CRL, and the root key may be offline.
+            .only_check_end_entity_revocation();
             let builder = if client_auth == ClientAuth::Optional {
                 builder.allow_unauthenticated()
             } else {
@@ -203,4 +206,23 @@ pub fn check_server_certificate(
             .map_err(tls_error(name))?;
     }
     Ok(())
+}
+
+/// Checks a client certificate chain (leaf first) against `roots` now, as a server
+/// verifying it would (without revocation).
+pub fn check_client_certificate(
+    chain: &[CertificateDer<'static>],
+    roots: &[CertificateDer<'static>],
+) -> Result<(), Error> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| Error::Refused("empty certificate chain".into()))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider())
+            .build()
+            .map_err(|e| Error::Refused(format!("verifier: {e}")))?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(tls_error("client certificate"))
 }

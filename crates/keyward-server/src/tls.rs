@@ -270,8 +270,12 @@ fn issue_server_cert(
     let key_der = zeroize::Zeroizing::new(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         key.serialize_der(),
     )));
-    check_server_certificate(&chain, std::slice::from_ref(&ca.ca.root.cert), &settings.names)
-        .map_err(pki_error)?;
+    check_server_certificate(
+        &chain,
+        std::slice::from_ref(&ca.ca.root.cert),
+        &settings.names,
+    )
+    .map_err(pki_error)?;
     let certified = certified_key(chain, &key_der).map_err(pki_error)?;
     Ok((certified, issued.info))
 }

@@ -7,7 +7,7 @@ use crate::cli::{AccessKeyCommand, DataDirArgs};
 use crate::files::CliError;
 use crate::serve::{data_dir, failed, open_kms};
 
-fn kms(dir: &DataDirArgs) -> Result<keyward_kms::Kms, CliError> {
+pub(crate) fn kms(dir: &DataDirArgs) -> Result<keyward_kms::Kms, CliError> {
     let path = data_dir(dir.data_dir.as_deref()).ok_or_else(|| {
         CliError::usage("invalid setting data_dir: set --data-dir or KEYWARD_DATA_DIR")
     })?;

@@ -30,6 +30,12 @@ pub(crate) enum Command {
     /// AWS environment variables `keyward serve` printed.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The internal certificate authority of the service in a data directory.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificates from the internal CA: issue, sign, revoke, list; check and renew.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -286,4 +292,137 @@ mod tests {
         assert_eq!(parse_suite("0478"), Ok(Suite::AesGcmHkdfCommit));
         assert!(parse_suite("0x0014").is_err());
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Make the root and intermediate CA (`keyward serve` makes one with the defaults on
+    /// first start if there is none).
+    Init {
+        /// The SPIFFE trust domain.
+        #[arg(long, default_value = "keyward.internal")]
+        trust_domain: String,
+        /// ECDSA curve: p256 or p384.
+        #[arg(long, default_value = "p256")]
+        algorithm: String,
+        /// The longest lifetime the CA will issue, e.g. 90d.
+        #[arg(long, default_value = "90d")]
+        max_ttl: String,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Print the CA's trust domain, certificates and whether the root key is here.
+    Show {
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Write the root certificate and private key (PEM, mode 0600) for offline keeping.
+    ExportRoot {
+        /// Where to write them; must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Remove the root's private key from the service, after checking the export holds it.
+    RemoveRoot {
+        /// The file `keyward ca export-root` wrote.
+        #[arg(long, value_name = "FILE")]
+        exported: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+}
+
+/// What a new certificate names.
+#[derive(Debug, Args)]
+pub(crate) struct NameArgs {
+    /// The SPIFFE ID (spiffe://<trust-domain>/<path>).
+    #[arg(long, value_name = "ID")]
+    pub(crate) spiffe_id: Option<String>,
+    /// A DNS name. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) dns: Vec<String>,
+    /// An IP address. Repeatable.
+    #[arg(long, value_name = "IP")]
+    pub(crate) ip: Vec<std::net::IpAddr>,
+    /// Lifetime, e.g. 24h, 2m, 30d.
+    #[arg(long, default_value = "24h")]
+    pub(crate) ttl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Issue a certificate and a new key: writes cert.pem (with the intermediate),
+    /// key.pem (0600) and ca.pem (the root) into a directory.
+    Issue {
+        #[command(flatten)]
+        names: NameArgs,
+        /// The directory to write into (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Sign a certificate signing request (PEM). Without name flags, the CSR's single
+    /// SPIFFE ID is used.
+    Sign {
+        /// The CSR file.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        #[command(flatten)]
+        names: NameArgs,
+        /// Where to write the certificate chain (PEM).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Revoke a certificate by serial number (hex); the service's CRL lists it within
+    /// seconds and its client verification refuses it.
+    Revoke {
+        /// The serial number, as `keyward cert list` prints it.
+        serial: String,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// List the certificates the CA issued.
+    List {
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Check a certificate file: exits 0 when valid and outside its warning window, 1 when
+    /// inside it (30/14/7 days for long certificates, the last third of the lifetime for
+    /// short ones), 2 when expired or not yet valid.
+    Check {
+        /// The certificate (PEM; the first one is checked).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
+    /// Renew a certificate over mTLS with the service, authenticating with the current
+    /// one: a new key, the same identity. With --daemon, keeps doing so at 2/3 of each
+    /// lifetime (with jitter).
+    Renew {
+        /// The current certificate chain (PEM), replaced on success.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The current private key (PEM), replaced on success.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The CA certificate to trust (the service's ca.pem).
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The service, https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// Keep renewing.
+        #[arg(long)]
+        daemon: bool,
+        /// A shell command to run after each renewal.
+        #[arg(long, value_name = "COMMAND")]
+        exec: Option<String>,
+        /// A process to signal after each renewal: PID or PID:SIGNAL (default HUP).
+        #[arg(long, value_name = "PID[:SIGNAL]")]
+        signal: Option<String>,
+    },
 }

@@ -36,6 +36,14 @@ impl CliError {
         }
     }
 
+    /// Exit with `code` and no message (the command already said what it had to).
+    pub(crate) fn exit(code: u8) -> Self {
+        Self {
+            code,
+            message: String::new(),
+        }
+    }
+
     pub(crate) fn exit_code(&self) -> u8 {
         self.code
     }
@@ -187,4 +195,24 @@ pub(crate) fn write_key_file(path: &Path, key: &WrappingKey) -> Result<(), CliEr
         .map_err(fail)?;
     file.write_all(key.expose_secret()).map_err(fail)?;
     file.sync_all().map_err(fail)
+}
+
+/// Writes `bytes` to `path` with `mode` so that readers see the old file or the whole new
+/// one: a temporary file beside it, synced, renamed over it, the directory synced.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
+    let fail = |e: io::Error| CliError::failed(format!("writing {}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keyward-")
+        .suffix(".partial")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(fail)
 }

@@ -12,6 +12,7 @@ mod cli;
 mod envelope;
 mod files;
 mod kms_client;
+mod pki_cli;
 mod serve;
 
 /// Exit code for a bad flag or setting (sysexits EX_USAGE).
@@ -34,6 +35,8 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::AccessKey(command) => access_key::run(&command),
         cli::Command::Key(command) => admin::run(&command),
+        cli::Command::Ca(command) => pki_cli::ca(&command),
+        cli::Command::Cert(command) => pki_cli::cert(&command),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),
@@ -41,7 +44,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyward: {e}");
+            let message = e.to_string();
+            if !message.is_empty() {
+                eprintln!("keyward: {message}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
