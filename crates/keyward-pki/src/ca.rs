@@ -299,7 +299,14 @@ impl Ca {
         for ip in &req.ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        params.is_ca = IsCa::ExplicitNoCa;
+        // basicConstraints with cA false, DER-encoded: the default value is left out, so
+        // the extension is an empty SEQUENCE (rcgen's ExplicitNoCa writes cA FALSE, which
+        // strict parsers such as Python's cryptography refuse).
+        params.is_ca = IsCa::NoCa;
+        let mut basic_constraints =
+            rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+        basic_constraints.set_criticality(true);
+        params.custom_extensions.push(basic_constraints);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

@@ -172,7 +172,10 @@ fn renew(state: &State, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiErro
             return Err(PkiError::Internal);
         }
     }
-    let ttl = time::Duration::seconds(peer.lifetime()).min(ca.max_ttl);
+    // The same lifetime as asked for at first: the old one less its backdating.
+    let ttl = (time::Duration::seconds(peer.lifetime()) - keyward_pki::ca::BACKDATE)
+        .max(time::Duration::seconds(60))
+        .min(ca.max_ttl);
     let mut req = LeafRequest::new(Some(spiffe_id), OffsetDateTime::now_utc(), ttl);
     req.dns = peer.dns.clone();
     req.ips = peer.ips.clone();

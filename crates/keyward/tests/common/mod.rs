@@ -1,5 +1,7 @@
 //! Shared by the tests that drive Python peers.
 
+#![allow(dead_code)] // each test binary uses a different part
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,4 +34,68 @@ pub(crate) fn python(modules: &str, test: &str) -> Option<PathBuf> {
     );
     eprintln!("SKIPPED {test}: {why} (run tests/interop/setup-venv)");
     None
+}
+
+/// A running `keyward serve`, killed on drop.
+#[allow(dead_code)]
+pub(crate) struct Server {
+    pub(crate) child: std::process::Child,
+    /// The `export` lines it printed, as (name, value).
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(dead_code)]
+impl Server {
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        let url = &self
+            .env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL_KMS")
+            .unwrap()
+            .1;
+        url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+/// Starts `keyward serve` on a free port and reads the `export` lines it prints.
+#[allow(dead_code)]
+pub(crate) fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[])
+}
+
+/// As [`start`], with more flags.
+#[allow(dead_code)]
+pub(crate) fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("KEYWARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+        if line.starts_with("export AWS_SECRET_ACCESS_KEY=") || line.starts_with(". ") {
+            break;
+        }
+    }
+    Server { child, env }
 }

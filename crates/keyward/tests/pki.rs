@@ -1,0 +1,441 @@
+//! The internal PKI end to end: `keyward ca` and `keyward cert` on a data directory, mutual
+//! TLS against `keyward serve`, revocation, and renewal across short certificate lifetimes.
+//! Clients are curl (OpenSSL) and a rustls client written here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::start_with;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+fn kw(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn issue(dir: &Path, id: &str, ttl: &str, out: &Path) -> String {
+    ok(&kw(
+        &[
+            "cert",
+            "issue",
+            "--spiffe-id",
+            id,
+            "--ttl",
+            ttl,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    ))
+}
+
+fn check(cert: &Path) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["cert", "check", "--cert"])
+        .arg(cert)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn ca_and_cert_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = |n: &str| tmp.path().join(n);
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "ca",
+            "init",
+            "--trust-domain",
+            "pay.example",
+            "--algorithm",
+            "p384",
+        ];
+        args.extend_from_slice(extra);
+        kw(&args, &dir)
+    };
+    assert_eq!(
+        kw(&["ca", "init", "--trust-domain", "Bad Domain"], &dir)
+            .status
+            .code(),
+        Some(64)
+    );
+    let shown = ok(&init(&["--max-ttl", "30d"]));
+    assert!(shown.contains("trust domain: pay.example"), "{shown}");
+    assert!(!init(&[]).status.success(), "a second CA");
+
+    // An SVID: one URI SAN, CA false, both EKUs; the key private.
+    let serial = issue(
+        &dir,
+        "spiffe://pay.example/ns/prod/sa/api",
+        "24h",
+        &p("api"),
+    );
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(p("api/cert.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for expect in [
+        "URI:spiffe://pay.example/ns/prod/sa/api",
+        "CA:FALSE",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+        "Digital Signature",
+        "ecdsa-with-SHA384",
+    ] {
+        assert!(text.contains(expect), "{expect} missing:\n{text}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(p("api/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0);
+    let verify = Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(p("api/ca.pem"))
+        .arg("-untrusted")
+        .arg(p("api/cert.pem"))
+        .arg(p("api/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+
+    // Refusals: another trust domain, a root path, a lifetime over the maximum.
+    for (id, ttl) in [
+        ("spiffe://other.example/x", "1h"),
+        ("spiffe://pay.example", "1h"),
+        ("spiffe://pay.example/x", "31d"),
+    ] {
+        let out = kw(
+            &[
+                "cert",
+                "issue",
+                "--spiffe-id",
+                id,
+                "--ttl",
+                ttl,
+                "--out",
+                p("x").to_str().unwrap(),
+            ],
+            &dir,
+        );
+        assert_eq!(out.status.code(), Some(64), "{id} {ttl}");
+    }
+
+    // A CSR: only its key is used; its SPIFFE ID when no name is given.
+    let key = keyward_pki::ca::generate_key(keyward_pki::KeyAlgorithm::P256).unwrap();
+    std::fs::write(p("req.csr"), keyward_pki::ca::csr_pem(&key).unwrap()).unwrap();
+    let signed = kw(
+        &[
+            "cert",
+            "sign",
+            "--csr",
+            p("req.csr").to_str().unwrap(),
+            "--spiffe-id",
+            "spiffe://pay.example/batch",
+            "--out",
+            p("batch.pem").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    ok(&signed);
+    let info = keyward_pki::CertInfo::parse(&read_chain(&p("batch.pem"))[0]).unwrap();
+    assert_eq!(
+        info.spiffe_id.unwrap().as_str(),
+        "spiffe://pay.example/batch"
+    );
+    assert_eq!(
+        info.spki,
+        rcgen::PublicKeyData::subject_public_key_info(&*key)
+    );
+
+    // check: 0 fine, 1 in the warning window (the last third), 2 expired.
+    assert_eq!(check(&p("api/cert.pem")), Some(0));
+    issue(&dir, "spiffe://pay.example/short", "20s", &p("short"));
+    assert_eq!(check(&p("short/cert.pem")), Some(1));
+    issue(&dir, "spiffe://pay.example/gone", "1s", &p("gone"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(check(&p("gone/cert.pem")), Some(2));
+
+    // list and revoke.
+    let list = ok(&kw(&["cert", "list"], &dir));
+    assert!(list.contains(&serial) && list.contains("spiffe://pay.example/ns/prod/sa/api"));
+    ok(&kw(&["cert", "revoke", &serial], &dir));
+    assert!(!kw(&["cert", "revoke", &serial], &dir).status.success());
+    assert!(!kw(&["cert", "revoke", "abcdef"], &dir).status.success());
+    assert!(ok(&kw(&["cert", "list"], &dir)).contains("revoked"));
+
+    // The root goes offline: exported (0600), checked, removed; issuing goes on.
+    ok(&kw(
+        &[
+            "ca",
+            "export-root",
+            "--out",
+            p("root.pem").to_str().unwrap(),
+        ],
+        &dir,
+    ));
+    let mode = std::fs::metadata(p("root.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0);
+    let wrong = kw(
+        &[
+            "ca",
+            "remove-root",
+            "--exported",
+            p("api/key.pem").to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert_eq!(wrong.status.code(), Some(64));
+    ok(&kw(
+        &[
+            "ca",
+            "remove-root",
+            "--exported",
+            p("root.pem").to_str().unwrap(),
+        ],
+        &dir,
+    ));
+    let shown = ok(&kw(&["ca", "show"], &dir));
+    assert!(
+        shown.contains("root: serial") && shown.contains("(key offline)"),
+        "{shown}"
+    );
+    let db = std::fs::read(dir.join("keyward.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("PRIVATE KEY"));
+    issue(&dir, "spiffe://pay.example/after", "1h", &p("after"));
+}
+
+fn read_chain(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// curl with a client certificate (or none) against `url`; `None` if the TLS layer refused.
+fn curl(url: &str, ca: &Path, client: Option<&Path>) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail-with-body", "--max-time", "10", "--cacert"])
+        .arg(ca);
+    if let Some(dir) = client {
+        cmd.arg("--cert").arg(dir.join("cert.pem"));
+        cmd.arg("--key").arg(dir.join("key.pem"));
+    }
+    let out = cmd.arg(url).output().unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn mutual_tls_identities_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = |n: &str| tmp.path().join(n);
+    ok(&kw(&["ca", "init", "--trust-domain", "pay.example"], &dir));
+    let server = start_with(&dir, &["--client-auth", "required"]);
+    let base = format!("https://127.0.0.1:{}", server.port());
+    let ca = dir.join("ca.pem");
+    let whoami = format!("{base}/v1/pki/whoami");
+
+    let serial = issue(&dir, "spiffe://pay.example/ns/prod/sa/api", "1h", &p("api"));
+    let me = curl(&whoami, &ca, Some(&p("api"))).expect("a valid SVID is accepted");
+    let me: serde_json::Value = serde_json::from_str(&me).unwrap();
+    assert_eq!(me["principal"], "spiffe://pay.example/ns/prod/sa/api");
+    assert_eq!(me["serial"], serial.as_str());
+
+    // The identity is a principal for the KMS API without SigV4.
+    let random = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(p("api/cert.pem"))
+        .arg("--key")
+        .arg(p("api/key.pem"))
+        .args(["-H", "x-amz-target: TrentService.GenerateRandom"])
+        .args(["-H", "content-type: application/x-amz-json-1.1"])
+        .args(["-d", r#"{"NumberOfBytes": 16}"#, &format!("{base}/")])
+        .output()
+        .unwrap();
+    assert!(ok(&random).contains("Plaintext"));
+
+    // Refused: no certificate, an expired one, one from another CA, a revoked one.
+    assert_eq!(curl(&whoami, &ca, None), None, "no certificate");
+    issue(&dir, "spiffe://pay.example/old", "1s", &p("old"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(curl(&whoami, &ca, Some(&p("old"))), None, "expired");
+    let other = tmp.path().join("other");
+    ok(&kw(
+        &["ca", "init", "--trust-domain", "pay.example"],
+        &other,
+    ));
+    issue(
+        &other,
+        "spiffe://pay.example/ns/prod/sa/api",
+        "1h",
+        &p("forged"),
+    );
+    assert_eq!(curl(&whoami, &ca, Some(&p("forged"))), None, "another CA");
+    ok(&kw(&["cert", "revoke", &serial], &dir));
+    let deadline = Instant::now() + keyward_server::tls::CHECK_EVERY * 3;
+    while curl(&whoami, &ca, Some(&p("api"))).is_some() {
+        assert!(Instant::now() < deadline, "revocation not picked up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Others still work, and renewal refuses a revoked identity.
+    issue(&dir, "spiffe://pay.example/ns/prod/sa/web", "1h", &p("web"));
+    assert!(curl(&whoami, &ca, Some(&p("web"))).is_some());
+}
+
+/// One request over a fresh mTLS connection: loads the client certificate and key (again
+/// if they are caught between renewal's two renames), asks whoami, and reports the
+/// server certificate's serial and ours.
+fn request(
+    port: u16,
+    roots: &[CertificateDer<'static>],
+    dir: &Path,
+) -> Result<(String, String), String> {
+    let (chain, key) = loop {
+        let chain = read_chain(&dir.join("cert.pem"));
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+        if keyward_pki::tls::certified_key(chain.clone(), &key).is_ok() {
+            break (chain, key);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let config = keyward_pki::tls::client_config(roots, Some((chain, key))).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|x| e(&x))?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|x| e(&x))?;
+        let server_cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        let server_serial = keyward_pki::CertInfo::parse(&server_cert)
+            .unwrap()
+            .serial_hex();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|x| e(&x))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/v1/pki/whoami")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|x| e(&x))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|x| e(&x))?;
+        Ok((server_serial, v["serial"].as_str().unwrap_or("").to_owned()))
+    })
+}
+
+/// With 2-minute certificates on both sides, the server renewing its own and a client
+/// running `keyward cert renew --daemon`, a continuous stream of requests sees several
+/// renewals of each and no failure.
+#[test]
+fn renewal_keeps_requests_flowing_across_two_minute_lifetimes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let client = tmp.path().join("client");
+    ok(&kw(&["ca", "init", "--trust-domain", "pay.example"], &dir));
+    let server = start_with(
+        &dir,
+        &["--client-auth", "required", "--server-cert-ttl", "2m"],
+    );
+    let port = server.port();
+    issue(
+        &dir,
+        "spiffe://pay.example/ns/prod/sa/worker",
+        "2m",
+        &client,
+    );
+    let roots = read_chain(&dir.join("ca.pem"));
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["cert", "renew", "--daemon", "--cert"])
+        .arg(client.join("cert.pem"))
+        .arg("--key")
+        .arg(client.join("key.pem"))
+        .arg("--ca")
+        .arg(dir.join("ca.pem"))
+        .args(["--server", &format!("https://127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let run_for = Duration::from_secs(250);
+    let start = Instant::now();
+    let (mut ok_count, mut failures) = (0u64, Vec::new());
+    let mut server_serials = std::collections::BTreeSet::new();
+    let mut client_serials = std::collections::BTreeSet::new();
+    while start.elapsed() < run_for {
+        match request(port, &roots, &client) {
+            Ok((s, c)) => {
+                ok_count += 1;
+                server_serials.insert(s);
+                client_serials.insert(c);
+            }
+            Err(e) => failures.push(format!("{:?}: {e}", start.elapsed())),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    eprintln!(
+        "{ok_count} requests; server certificates {}, client certificates {}",
+        server_serials.len(),
+        client_serials.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        server_serials.len() >= 3,
+        "server renewals: {server_serials:?}"
+    );
+    assert!(
+        client_serials.len() >= 3,
+        "client renewals: {client_serials:?}"
+    );
+}
