@@ -310,9 +310,34 @@ fn mutual_tls_identities_and_refusals() {
         assert!(Instant::now() < deadline, "revocation not picked up");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Others still work, and renewal refuses a revoked identity.
+    // Others still work; renewal gives the same identity and lifetime for a new key, and
+    // refuses a revoked identity.
     issue(&dir, "spiffe://pay.example/ns/prod/sa/web", "1h", &p("web"));
     assert!(curl(&whoami, &ca, Some(&p("web"))).is_some());
+    let info =
+        |d: &str| keyward_pki::CertInfo::parse(&read_chain(&p(d).join("cert.pem"))[0]).unwrap();
+    let before = info("web");
+    let renew = |d: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["cert", "renew", "--cert"])
+            .arg(p(d).join("cert.pem"))
+            .arg("--key")
+            .arg(p(d).join("key.pem"))
+            .arg("--ca")
+            .arg(&ca)
+            .args(["--server", &base])
+            .output()
+            .unwrap()
+    };
+    ok(&renew("web"));
+    let after = info("web");
+    assert_ne!(after.serial, before.serial);
+    assert_ne!(after.spki, before.spki, "a new key");
+    assert_eq!(after.spiffe_id, before.spiffe_id);
+    assert_eq!(after.lifetime(), before.lifetime());
+    assert!(curl(&whoami, &ca, Some(&p("web"))).is_some());
+    let refused = renew("api");
+    assert!(!refused.status.success());
 }
 
 /// One request over a fresh mTLS connection: loads the client certificate and key (again
