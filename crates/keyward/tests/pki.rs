@@ -464,3 +464,76 @@ fn renewal_keeps_requests_flowing_across_two_minute_lifetimes() {
         "client renewals: {client_serials:?}"
     );
 }
+
+/// One whoami over a new connection with `config` (whose session cache may resume);
+/// returns how the handshake went, or the error.
+fn whoami_with(
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+) -> Result<rustls::HandshakeKind, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|x| e(&x))?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|x| e(&x))?;
+        let kind = tls.get_ref().1.handshake_kind().unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|x| e(&x))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/v1/pki/whoami")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
+        // Read the body, so that the session tickets sent after the handshake are in.
+        let status = resp.status();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|x| e(&x))?;
+        if status.is_success() {
+            Ok(kind)
+        } else {
+            Err(status.to_string())
+        }
+    })
+}
+
+/// A client that resumed sessions before a revocation cannot resume (or connect) after
+/// the server picked the revocation up.
+#[test]
+fn no_session_resumption_after_a_revocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = |n: &str| tmp.path().join(n);
+    ok(&kw(&["ca", "init", "--trust-domain", "pay.example"], &dir));
+    let server = start_with(&dir, &["--client-auth", "required"]);
+    let port = server.port();
+    let serial = issue(&dir, "spiffe://pay.example/resumer", "1h", &p("r"));
+    let roots = read_chain(&dir.join("ca.pem"));
+    let chain = read_chain(&p("r/cert.pem"));
+    let key = PrivateKeyDer::from_pem_file(p("r/key.pem")).unwrap();
+    let config = Arc::new(keyward_pki::tls::client_config(&roots, Some((chain, key))).unwrap());
+    assert_eq!(whoami_with(port, &config), Ok(rustls::HandshakeKind::Full));
+    assert_eq!(
+        whoami_with(port, &config),
+        Ok(rustls::HandshakeKind::Resumed)
+    );
+    ok(&kw(&["cert", "revoke", &serial], &dir));
+    std::thread::sleep(keyward_server::tls::CHECK_EVERY * 2 + Duration::from_millis(500));
+    let after = whoami_with(port, &config);
+    assert!(
+        after.is_err(),
+        "still served after the revocation: {after:?}"
+    );
+}
