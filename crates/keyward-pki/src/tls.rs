@@ -75,8 +75,9 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore
 /// A server configuration: TLS 1.3 only, ALPN h2 and http/1.1, no 0-RTT, certificates
 /// from `certs` (which can change them at any time). With client auth on, client
 /// certificates are verified against `roots` and the leaf against `crls` (an expired CRL
-/// is still used). Each configuration has its own session cache, so a new one (made when
-/// a CRL changes) ends every resumption of sessions from the old one.
+/// is still used). Sessions resume by stateless tickets; each configuration has its own
+/// ticket keys, so a new one (made when a CRL changes) ends every resumption of sessions
+/// from the old one.
 pub fn server_config(
     certs: Arc<dyn ResolvesServerCert>,
     client_auth: ClientAuth,
@@ -112,7 +113,10 @@ pub fn server_config(
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.max_early_data_size = 0;
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    // Resumption by stateless tickets (AES-256-GCM, keys rotated by rustls). A new
+    // configuration has a new ticketer, so tickets from before it no longer resume.
+    config.ticketer = aws_lc_rs::Ticketer::new().map_err(tls_error("session tickets"))?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(config)
 }
 

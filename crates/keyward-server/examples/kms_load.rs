@@ -43,7 +43,8 @@ struct Config {
     conns: usize,
     seconds: f64,
     warmup: f64,
-    tls: Arc<rustls::ClientConfig>,
+    /// `None`: plain HTTP (only against keyward's benchmark listener).
+    tls: Option<Arc<rustls::ClientConfig>>,
     access_key: String,
     secret: String,
     token: String,
@@ -87,18 +88,26 @@ fn parse() -> Config {
         }
     }
     let url = url.unwrap_or_else(|| usage("--url is required"));
-    let authority = url
-        .strip_prefix("https://")
-        .unwrap_or_else(|| usage("--url must be https://HOST:PORT"))
-        .trim_end_matches('/');
+    let (plain, authority) = match url.strip_prefix("https://") {
+        Some(a) => (false, a),
+        None => (
+            true,
+            url.strip_prefix("http://")
+                .unwrap_or_else(|| usage("--url must be https://HOST:PORT or http://HOST:PORT")),
+        ),
+    };
+    let authority = authority.trim_end_matches('/');
     let (host, port) = authority
         .rsplit_once(':')
         .unwrap_or_else(|| usage("--url needs a port"));
-    let ca = ca.unwrap_or_else(|| usage("--ca is required"));
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&ca).unwrap_or_else(|e| usage(&format!("{ca}: {e}")))
-    {
-        roots.add(cert.unwrap()).unwrap();
+    if !plain {
+        let ca = ca.unwrap_or_else(|| usage("--ca is required"));
+        for cert in
+            CertificateDer::pem_file_iter(&ca).unwrap_or_else(|e| usage(&format!("{ca}: {e}")))
+        {
+            roots.add(cert.unwrap()).unwrap();
+        }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -116,7 +125,7 @@ fn parse() -> Config {
         conns,
         seconds,
         warmup,
-        tls: Arc::new(tls),
+        tls: (!plain).then(|| Arc::new(tls)),
         access_key: env("AWS_ACCESS_KEY_ID"),
         secret: env("AWS_SECRET_ACCESS_KEY"),
         token: env("BAO_TOKEN"),
@@ -128,8 +137,15 @@ async fn connect(cfg: &Config) -> SendRequest<Full<Bytes>> {
         .await
         .expect("connect");
     tcp.set_nodelay(true).unwrap();
+    let Some(tls) = &cfg.tls else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        return sender;
+    };
     let name = ServerName::try_from(cfg.host.clone()).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(cfg.tls.clone())
+    let tls = tokio_rustls::TlsConnector::from(tls.clone())
         .connect(name, tcp)
         .await
         .expect("TLS handshake");

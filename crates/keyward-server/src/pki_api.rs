@@ -26,7 +26,20 @@ use crate::server::{State, read_body, request_id};
 
 struct Reply {
     content_type: &'static str,
-    body: Vec<u8>,
+    body: Bytes,
+}
+
+/// `GET /bench/bytes/<n>` (n zero bytes, up to 64 MiB) exists only with
+/// `KEYWARD_BENCH_ENDPOINTS=1`: it measures the listener's bulk throughput.
+fn bench_endpoints() -> bool {
+    std::env::var_os("KEYWARD_BENCH_ENDPOINTS").is_some_and(|v| v == "1")
+}
+
+fn bench_zeros() -> Bytes {
+    static ZEROS: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    ZEROS
+        .get_or_init(|| Bytes::from(vec![0u8; 64 << 20]))
+        .clone()
 }
 
 /// What can go wrong on these endpoints.
@@ -79,14 +92,14 @@ pub(crate) async fn handle(
         Ok(reply) => (StatusCode::OK, reply.content_type, reply.body),
         Err(e) => {
             let (status, body) = e.to_wire();
-            (status, "application/json", body.to_string().into_bytes())
+            (status, "application/json", Bytes::from(body.to_string()))
         }
     };
     Response::builder()
         .status(status)
         .header("content-type", content_type)
         .header("x-request-id", id)
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
@@ -101,11 +114,16 @@ async fn route(
     match path {
         "/v1/pki/ca" if get => Ok(Reply {
             content_type: "application/x-pem-file",
-            body: state.tls.root_pem().into_bytes(),
+            body: state.tls.root_pem().into(),
         }),
         "/v1/pki/crl" if get => Ok(Reply {
             content_type: "application/pkix-crl",
-            body: state.tls.crl_der().ok_or(PkiError::Internal)?.to_vec(),
+            body: state
+                .tls
+                .crl_der()
+                .ok_or(PkiError::Internal)?
+                .to_vec()
+                .into(),
         }),
         "/v1/pki/whoami" if get => {
             let peer = peer.ok_or(PkiError::Unauthenticated("no client certificate"))?;
@@ -134,9 +152,22 @@ async fn route(
                 .await
                 .map_err(|_| PkiError::Internal)?
         }
+        _ if get && path.starts_with("/bench/bytes/") && bench_endpoints() => {
+            let n: usize = path["/bench/bytes/".len()..]
+                .parse()
+                .map_err(|_| PkiError::Refused("/bench/bytes/<n>".into()))?;
+            let zeros = bench_zeros();
+            if n > zeros.len() {
+                return Err(PkiError::Refused(format!("at most {} bytes", zeros.len())));
+            }
+            Ok(Reply {
+                content_type: "application/octet-stream",
+                body: zeros.slice(..n),
+            })
+        }
         "/metrics" if get => Ok(Reply {
             content_type: "text/plain; version=0.0.4",
-            body: metrics(state).into_bytes(),
+            body: metrics(state).into(),
         }),
         "/v1/pki/ca" | "/v1/pki/crl" | "/v1/pki/whoami" | "/v1/pki/renew" | "/metrics" => {
             Err(PkiError::MethodNotAllowed)
@@ -148,7 +179,7 @@ async fn route(
 fn json_reply(body: &serde_json::Value) -> Reply {
     Reply {
         content_type: "application/json",
-        body: body.to_string().into_bytes(),
+        body: body.to_string().into(),
     }
 }
 
@@ -194,7 +225,7 @@ fn renew(state: &State, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiErro
     );
     Ok(Reply {
         content_type: "application/x-pem-file",
-        body: pki::chain_pem(ca, &issued.cert).into_bytes(),
+        body: pki::chain_pem(ca, &issued.cert).into(),
     })
 }
 

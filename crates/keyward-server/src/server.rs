@@ -45,9 +45,11 @@ pub(crate) struct State {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
+/// `plain`, for benchmarks only, also serves the API over plain HTTP.
 pub async fn serve(
     tls: Arc<TlsState>,
     listener: TcpListener,
+    plain: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let state = Arc::new(State {
@@ -55,6 +57,7 @@ pub async fn serve(
         tls: tls.clone(),
         access_keys: access::AccessKeyCache::default(),
     });
+    let plain = plain.map(|l| serve_plain(state.clone(), l));
     // Upkeep of the certificate and the CRL, off the async threads.
     let upkeep = tls.clone();
     let upkeep = tokio::spawn(async move {
@@ -90,6 +93,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Requests and answers are small: send each at once, not after the peer's
+        // delayed ACK (Nagle's algorithm costs 40 ms per exchange otherwise).
+        let _ = tcp.set_nodelay(true);
         let Some(config) = state.tls.config() else {
             break;
         };
@@ -106,17 +112,7 @@ pub async fn serve(
             let client = crate::tls::peer_info(tls.get_ref().1.peer_certificates()).map(Arc::new);
             let service =
                 hyper::service::service_fn(move |req| handle(state.clone(), client.clone(), req));
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(MAX_STREAMS)
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(HEADER_TIMEOUT);
+            let builder = http();
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -124,12 +120,54 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some(plain) = plain {
+        plain.abort();
+    }
     upkeep.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("closing connections still open after 30 s"),
     }
     Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 with keyward's timeouts and limits.
+fn http() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    builder
+}
+
+/// For benchmarks only: the same service over plain HTTP, to measure what TLS costs. No
+/// client certificates, so only SigV4 authenticates.
+fn serve_plain(state: Arc<State>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tracing::warn!(
+        "serving plain HTTP for benchmarks (KEYWARD_BENCH_PLAIN_LISTEN): not for production"
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req| handle(state.clone(), None, req));
+                let builder = http();
+                let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    })
 }
 
 pub(crate) fn request_id() -> String {

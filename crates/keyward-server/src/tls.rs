@@ -32,6 +32,34 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     /// The server certificate's lifetime; it is renewed at 2/3 of it.
     pub cert_ttl: time::Duration,
+    /// A certificate chain and key to serve instead of one from the internal CA (from an
+    /// organisation's CA, say). keyward does not renew it; it warns as it runs out.
+    pub provided: Option<Provided>,
+}
+
+/// An operator's own certificate chain (leaf first) and key.
+pub struct Provided {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: zeroize::Zeroizing<PrivateKeyDer<'static>>,
+}
+
+impl Clone for Provided {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: zeroize::Zeroizing::new(self.key.clone_key()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Provided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provided")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 struct Crl {
@@ -87,7 +115,19 @@ impl TlsState {
         }
         let spiffe_id = SpiffeId::parse(&format!("spiffe://{}/keyward/server", ca.ca.trust_domain))
             .map_err(pki_error)?;
-        let (certified, info) = issue_server_cert(&kms, &ca, &spiffe_id, &settings)?;
+        let (certified, info) = match &settings.provided {
+            None => issue_server_cert(&kms, &ca, &spiffe_id, &settings)?,
+            Some(p) => {
+                let info = CertInfo::parse(p.chain.first().ok_or_else(|| {
+                    ServerError::Internal("the provided certificate file is empty".into())
+                })?)
+                .map_err(pki_error)?;
+                (
+                    certified_key(p.chain.clone(), &p.key).map_err(pki_error)?,
+                    info,
+                )
+            }
+        };
         let cert = Arc::new(SwappableCert::new(certified));
         let revocations = pki::revocations(&kms)?;
         let crl = Crl {
@@ -96,8 +136,13 @@ impl TlsState {
             signed_at: now(),
         };
         let config = build_config(&cert, &ca, &settings, &crl)?;
+        let renew_at = if settings.provided.is_some() {
+            i64::MAX
+        } else {
+            expiry::renew_at(info.not_before, info.not_after, expiry::random_jitter())
+        };
         let served = Served {
-            renew_at: expiry::renew_at(info.not_before, info.not_after, expiry::random_jitter()),
+            renew_at,
             info,
             warned: None,
         };

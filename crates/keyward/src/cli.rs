@@ -80,6 +80,13 @@ pub(crate) struct ServeArgs {
     /// [env: KEYWARD_SERVER_CERT_TTL] [default: 24h].
     #[arg(long, value_name = "DURATION")]
     pub(crate) server_cert_ttl: Option<String>,
+    /// Serve this certificate chain (PEM, leaf first) instead of one from the internal CA;
+    /// it is not renewed [env: KEYWARD_TLS_CERT]. Needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert [env: KEYWARD_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 /// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.

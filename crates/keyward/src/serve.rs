@@ -27,6 +27,8 @@ struct FileConfig {
     hostnames: Vec<String>,
     client_auth: Option<String>,
     server_cert_ttl: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Validated configuration.
@@ -130,6 +132,20 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
     if cert_ttl < time::Duration::seconds(60) {
         return Err(bad("server_cert_ttl", "must be at least 60s"));
     }
+    let path_setting = |flag: &Option<PathBuf>, var: &str, from_file: &Option<PathBuf>| {
+        flag.clone()
+            .or_else(|| env(var).map(PathBuf::from))
+            .or_else(|| from_file.clone())
+    };
+    let provided = match (
+        path_setting(&args.tls_cert, "KEYWARD_TLS_CERT", &file.tls_cert),
+        path_setting(&args.tls_key, "KEYWARD_TLS_KEY", &file.tls_key),
+    ) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(provided_cert(&cert, &key)?),
+        (Some(_), None) => return Err(bad("tls_key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(bad("tls_cert", "--tls-key needs --tls-cert")),
+    };
     Ok(Config {
         data_dir,
         listen,
@@ -142,8 +158,32 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             names: hostnames,
             client_auth,
             cert_ttl,
+            provided,
         },
     })
+}
+
+/// Reads an operator's certificate chain and key, and checks that they belong together.
+fn provided_cert(cert: &Path, key: &Path) -> Result<keyward_server::tls::Provided, CliError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Result<Vec<_>, _> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("tls_cert", format!("{}: {e}", cert.display())))?
+        .collect();
+    let chain = chain.map_err(|e| bad("tls_cert", format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "tls_cert",
+            format!("{}: no certificate", cert.display()),
+        ));
+    }
+    let key = zeroize::Zeroizing::new(
+        PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| bad("tls_key", format!("{}: {e}", key.display())))?,
+    );
+    keyward_pki::tls::certified_key(chain.clone(), &key)
+        .map_err(|e| bad("tls_key", format!("does not match --tls-cert: {e}")))?;
+    Ok(keyward_server::tls::Provided { chain, key })
 }
 
 /// Opens the KMS in `dir`, creating the development root key on first use.
@@ -238,7 +278,16 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
                 }
             }
         });
-        keyward_server::server::serve(tls, listener, shutdown_signal())
+        // Benchmarks only: the same API over plain HTTP, to measure what TLS costs.
+        let plain = match std::env::var("KEYWARD_BENCH_PLAIN_LISTEN") {
+            Ok(addr) if !addr.is_empty() => Some(
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| failed(&format!("KEYWARD_BENCH_PLAIN_LISTEN {addr}"))(&e))?,
+            ),
+            _ => None,
+        };
+        keyward_server::server::serve(tls, listener, plain, shutdown_signal())
             .await
             .map_err(|e| failed("server")(&e))
     })?;
