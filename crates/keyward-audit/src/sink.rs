@@ -1,0 +1,182 @@
+//! The JSON-lines file sink: `audit.jsonl` (one record per line) and `checkpoints.jsonl`
+//! (one checkpoint per line) in a directory, appended and `fdatasync`ed before a batch is
+//! acknowledged.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::Checkpoint;
+use crate::record::{GENESIS, Record};
+use crate::writer::{Chain, Sink};
+
+/// The records file's name.
+pub const RECORDS: &str = "audit.jsonl";
+/// The checkpoints file's name.
+pub const CHECKPOINTS: &str = "checkpoints.jsonl";
+
+/// Appends to `audit.jsonl` and `checkpoints.jsonl` in a directory.
+#[derive(Debug)]
+pub struct FileSink {
+    dir: PathBuf,
+    records: File,
+    checkpoints: File,
+    /// File lengths before the last append, to undo it.
+    before: Option<(u64, u64)>,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Cuts a partial last line (a write that a crash interrupted, never acknowledged).
+fn drop_partial_line(file: &mut File) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the last newline, reading backwards in blocks.
+    let mut end = len;
+    let mut keep = 0;
+    'search: while end > 0 {
+        let start = end.saturating_sub(64 * 1024);
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            keep = start + i as u64 + 1;
+            break 'search;
+        }
+        end = start;
+    }
+    file.set_len(keep)?;
+    file.sync_data()
+}
+
+impl FileSink {
+    /// Opens (creating, mode 0700/0600) the sink in `dir`.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mut records = open_append(&dir.join(RECORDS))?;
+        let mut checkpoints = open_append(&dir.join(CHECKPOINTS))?;
+        drop_partial_line(&mut records)?;
+        drop_partial_line(&mut checkpoints)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            records,
+            checkpoints,
+            before: None,
+        })
+    }
+
+    /// Where the chain stands: the last record's number and hash (read from the file's
+    /// last line; `keyward audit verify` checks the whole chain).
+    pub fn chain(&self) -> io::Result<Chain> {
+        let mut last = None;
+        for line in BufReader::new(File::open(self.dir.join(RECORDS))?).lines() {
+            let line = line?;
+            if !line.is_empty() {
+                last = Some(line);
+            }
+        }
+        match last {
+            None => Ok(Chain {
+                seq: 0,
+                hash: GENESIS.to_owned(),
+            }),
+            Some(line) => {
+                let r: Record = serde_json::from_str(&line)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Ok(Chain {
+                    seq: r.seq,
+                    hash: r.hash,
+                })
+            }
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Reads the checkpoints in `dir`.
+pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Checkpoint>> {
+    let mut out = Vec::new();
+    for line in BufReader::new(File::open(path)?).lines() {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+        );
+    }
+    Ok(out)
+}
+
+impl Sink for FileSink {
+    fn append(&mut self, records: &[Record], checkpoint: Option<&Checkpoint>) -> io::Result<()> {
+        let before = (
+            self.records.metadata()?.len(),
+            self.checkpoints.metadata()?.len(),
+        );
+        let result = (|| {
+            if !records.is_empty() {
+                let mut text = String::new();
+                for r in records {
+                    text.push_str(&r.line());
+                    text.push('\n');
+                }
+                self.records.write_all(text.as_bytes())?;
+                self.records.sync_data()?;
+            }
+            if let Some(c) = checkpoint {
+                let mut line = serde_json::to_string(c)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                line.push('\n');
+                self.checkpoints.write_all(line.as_bytes())?;
+                self.checkpoints.sync_data()?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.before = Some(before);
+                Ok(())
+            }
+            Err(e) => {
+                self.before = Some(before);
+                let _ = self.undo_last();
+                Err(e)
+            }
+        }
+    }
+
+    fn undo_last(&mut self) -> io::Result<()> {
+        if let Some((records, checkpoints)) = self.before.take() {
+            self.records.set_len(records)?;
+            self.checkpoints.set_len(checkpoints)?;
+            self.records.sync_data()?;
+            self.checkpoints.sync_data()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! The group-commit writer. Requests hand their [`Event`] to [`AuditLog::record`] and wait;
+//! one thread takes every event waiting, chains them, appends the batch to every sink
+//! (each durable before it returns) and only then answers them all. Under load a batch
+//! holds many records for one fsync; alone, a record waits for its own.
+//!
+//! Fail-closed: if any sink fails, the batch is undone in the sinks that took it, the chain
+//! does not move, and every request in it gets [`AuditUnavailable`]: the caller must refuse
+//! the operation. The next batch tries again, so service resumes when the sink recovers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{Checkpoint, CheckpointSigner};
+use crate::record::{Event, Record};
+
+/// Most records in one batch.
+pub const MAX_BATCH: usize = 4096;
+
+/// Where the chain stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The last record's number (0 for none).
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A durable destination for records and checkpoints.
+pub trait Sink: Send {
+    /// Appends records and, if given, a checkpoint; durable when it returns `Ok`. On
+    /// error, nothing of this call may remain.
+    fn append(
+        &mut self,
+        records: &[Record],
+        checkpoint: Option<&Checkpoint>,
+    ) -> std::io::Result<()>;
+    /// Removes what the last successful `append` added (when a later sink failed).
+    fn undo_last(&mut self) -> std::io::Result<()>;
+}
+
+/// The audit log could not make a record durable; the operation must be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit log is unavailable")]
+pub struct AuditUnavailable;
+
+struct Pending {
+    event: Event,
+    done: tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>,
+}
+
+/// Checkpoint every this many records or this long, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointEvery {
+    /// Records.
+    pub records: u64,
+    /// Time.
+    pub interval: Duration,
+}
+
+/// The running audit log.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Pending>,
+    healthy: Arc<AtomicBool>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl AuditLog {
+    /// Starts the writer thread after `chain`, writing to `sinks`.
+    pub fn start(
+        sinks: Vec<Box<dyn Sink>>,
+        chain: Chain,
+        signer: CheckpointSigner,
+        every: CheckpointEvery,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = healthy.clone();
+        std::thread::Builder::new()
+            .name("keyward-audit".into())
+            .spawn(move || Writer::new(sinks, chain, signer, every, flag).run(&rx))
+            .ok();
+        Self { tx, healthy }
+    }
+
+    /// Records `event`; resolves once it is durable, with its sequence number.
+    pub async fn record(&self, event: Event) -> Result<u64, AuditUnavailable> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending { event, done })
+            .map_err(|_| AuditUnavailable)?;
+        wait.await.map_err(|_| AuditUnavailable)?
+    }
+
+    /// [`AuditLog::record`] for threads that may block.
+    pub fn record_blocking(&self, event: Event) -> Result<u64, AuditUnavailable> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending { event, done })
+            .map_err(|_| AuditUnavailable)?;
+        wait.blocking_recv().map_err(|_| AuditUnavailable)?
+    }
+
+    /// Whether the last batch was written. Operations that change state check this first,
+    /// so that they are not done while records cannot be kept.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+}
+
+struct Writer {
+    sinks: Vec<Box<dyn Sink>>,
+    chain: Chain,
+    signer: CheckpointSigner,
+    every: CheckpointEvery,
+    checkpointed: u64,
+    checkpoint_at: Instant,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn new(
+        sinks: Vec<Box<dyn Sink>>,
+        chain: Chain,
+        signer: CheckpointSigner,
+        every: CheckpointEvery,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            sinks,
+            checkpointed: chain.seq,
+            chain,
+            signer,
+            every,
+            checkpoint_at: Instant::now(),
+            healthy,
+        }
+    }
+
+    fn run(mut self, rx: &mpsc::Receiver<Pending>) {
+        loop {
+            let first = match rx.recv_timeout(self.every.interval) {
+                Ok(p) => p,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.idle_checkpoint();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.idle_checkpoint();
+                    return;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    fn due(&self, seq: u64) -> bool {
+        seq > self.checkpointed
+            && (seq - self.checkpointed >= self.every.records
+                || self.checkpoint_at.elapsed() >= self.every.interval)
+    }
+
+    fn write(&mut self, records: &[Record], checkpoint: Option<&Checkpoint>) -> bool {
+        for i in 0..self.sinks.len() {
+            if let Err(e) = self.sinks[i].append(records, checkpoint) {
+                eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
+                for sink in &mut self.sinks[..i] {
+                    let _ = sink.undo_last();
+                }
+                self.healthy.store(false, Ordering::Release);
+                return false;
+            }
+        }
+        self.healthy.store(true, Ordering::Release);
+        true
+    }
+
+    fn commit(&mut self, batch: Vec<Pending>) {
+        let mut seq = self.chain.seq;
+        let mut prev = self.chain.hash.clone();
+        let mut records = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for p in batch {
+            seq += 1;
+            let r = Record::chain(seq, &prev, p.event);
+            prev.clone_from(&r.hash);
+            records.push(r);
+            waiting.push(p.done);
+        }
+        let checkpoint = if self.due(seq) {
+            self.signer.sign(seq, &prev, now_ms())
+        } else {
+            None
+        };
+        if self.write(&records, checkpoint.as_ref()) {
+            self.chain = crate::writer::Chain { seq, hash: prev };
+            if checkpoint.is_some() {
+                self.checkpointed = seq;
+                self.checkpoint_at = Instant::now();
+            }
+            for (done, r) in waiting.into_iter().zip(&records) {
+                let _ = done.send(Ok(r.seq));
+            }
+        } else {
+            for done in waiting {
+                let _ = done.send(Err(AuditUnavailable));
+            }
+        }
+    }
+
+    fn idle_checkpoint(&mut self) {
+        if self.chain.seq > self.checkpointed
+            && let Some(c) = self.signer.sign(self.chain.seq, &self.chain.hash, now_ms())
+            && self.write(&[], Some(&c))
+        {
+            self.checkpointed = self.chain.seq;
+            self.checkpoint_at = Instant::now();
+        }
+    }
+}
