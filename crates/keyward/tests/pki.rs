@@ -178,7 +178,7 @@ fn ca_and_cert_commands() {
     issue(&dir, "spiffe://pay.example/short", "20s", &p("short"));
     assert_eq!(check(&p("short/cert.pem")), Some(1));
     issue(&dir, "spiffe://pay.example/gone", "1s", &p("gone"));
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until_expired(&p("gone/cert.pem"));
     assert_eq!(check(&p("gone/cert.pem")), Some(2));
 
     // list and revoke.
@@ -231,6 +231,22 @@ fn ca_and_cert_commands() {
     let db = std::fs::read(dir.join("keyward.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains("PRIVATE KEY"));
     issue(&dir, "spiffe://pay.example/after", "1h", &p("after"));
+}
+
+/// Certificate times have whole seconds and "expired" means past `not_after`: wait until
+/// the certificate is more than a second past it.
+fn wait_until_expired(cert: &Path) {
+    let info = keyward_pki::CertInfo::parse(&read_chain(cert)[0]).unwrap();
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        if now > info.not_after + 1 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn read_chain(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -290,7 +306,7 @@ fn mutual_tls_identities_and_refusals() {
     // Refused: no certificate, an expired one, one from another CA, a revoked one.
     assert_eq!(curl(&whoami, &ca, None), None, "no certificate");
     issue(&dir, "spiffe://pay.example/old", "1s", &p("old"));
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until_expired(&p("old/cert.pem"));
     assert_eq!(curl(&whoami, &ca, Some(&p("old"))), None, "expired");
     let other = tmp.path().join("other");
     ok(&kw(
