@@ -35,6 +35,9 @@ pub enum Error {
     /// `ValidationException`: a parameter is out of range or missing.
     #[error("{0}")]
     Validation(String),
+    /// `MalformedPolicyDocumentException`: a key policy keyward cannot accept; says why.
+    #[error("{0}")]
+    MalformedPolicy(String),
     /// `UnsupportedOperationException`.
     #[error("{0}")]
     Unsupported(String),
@@ -65,6 +68,7 @@ impl Error {
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::Validation(_) => "ValidationException",
             Self::Unsupported(_) => "UnsupportedOperationException",
+            Self::MalformedPolicy(_) => "MalformedPolicyDocumentException",
             Self::Internal(_) | Self::WouldBlock | Self::Store(_) => "KMSInternalException",
         }
     }

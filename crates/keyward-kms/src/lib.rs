@@ -13,6 +13,7 @@ mod error;
 mod ids;
 mod kms;
 mod lifecycle;
+pub mod policy;
 mod root;
 
 pub use blob::EncryptionContext;
