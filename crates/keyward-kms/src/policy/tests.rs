@@ -56,6 +56,15 @@ fn ctx(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Policy, principal, operation, context, allowed.
+type Row<'a> = (
+    &'a Policy,
+    &'a str,
+    &'a str,
+    &'a BTreeMap<String, String>,
+    bool,
+);
+
 #[test]
 fn the_policy_table() {
     let a = Policy::parse(&policy_a(), KEY_A).unwrap();
@@ -69,7 +78,7 @@ fn the_policy_table() {
     let secret = ctx(&[("class", "secret")]);
     let public = ctx(&[("class", "public")]);
     #[rustfmt::skip]
-    let table: &[(&Policy, &str, &str, &BTreeMap<String, String>, bool)] = &[
+    let table: &[Row<'_>] = &[
         // An administrator manages the key but cannot use it.
         (&a, "alice", "DisableKey", &none, true),
         (&a, "alice", "ScheduleKeyDeletion", &none, true),
