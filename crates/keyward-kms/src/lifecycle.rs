@@ -16,10 +16,13 @@ const MAX_ON_DEMAND_ROTATIONS: u32 = 25;
 pub struct CreateKeyRequest {
     /// Free text, up to 8192 characters.
     pub description: String,
-    /// A key policy document.
+    /// A key policy document; without one the key gets
+    /// [`crate::policy::default_policy`] with `creator` as administrator and user.
     pub policy: Option<String>,
     /// Tags to set at creation.
     pub tags: Vec<(String, String)>,
+    /// The principal creating the key.
+    pub creator: String,
 }
 
 /// One page of a listing, and the marker that fetches the next.
@@ -119,6 +122,13 @@ impl Kms {
             ));
         }
         let key_id = new_key_id()?;
+        let policy = match &request.policy {
+            Some(p) => {
+                crate::policy::Policy::parse(p, &self.arn(&key_id))?;
+                p.clone()
+            }
+            None => crate::policy::default_policy(&[&request.creator], &[&request.creator]),
+        };
         let record = KeyRecord {
             key_id: key_id.clone(),
             created_at: self.clock.now(),
@@ -130,7 +140,7 @@ impl Kms {
             next_rotation: None,
             current_version: 1,
             on_demand_rotations: 0,
-            policy: request.policy.clone(),
+            policy: Some(policy),
             destroyed: false,
             generation: 1,
         };
@@ -213,6 +223,34 @@ impl Kms {
         self.update(&id, |k| {
             self.not_pending(k)?;
             k.state = KeyState::Disabled;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// UpdateKeyDescription.
+    /// GetKeyPolicy: the key's policy document (`default` is the only policy name).
+    pub fn get_key_policy(&self, key_ref: &str, policy_name: &str) -> Result<String, Error> {
+        check_policy_name(policy_name)?;
+        let k = self.resolve_key(key_ref)?;
+        Ok(k.policy.clone().unwrap_or_else(|| {
+            // Keys made before policies were kept: their users are whoever may call.
+            crate::policy::default_policy(&["*"], &["*"])
+        }))
+    }
+
+    /// PutKeyPolicy: replaces the key's policy after checking it.
+    pub fn put_key_policy(
+        &self,
+        key_ref: &str,
+        policy_name: &str,
+        policy: &str,
+    ) -> Result<(), Error> {
+        check_policy_name(policy_name)?;
+        let id = self.resolve_key(key_ref)?.key_id;
+        crate::policy::Policy::parse(policy, &self.arn(&id))?;
+        self.update(&id, |k| {
+            k.policy = Some(policy.to_owned());
             Ok(())
         })?;
         Ok(())
@@ -575,5 +613,13 @@ fn check_limit(limit: usize) -> Result<usize, Error> {
             "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: \
              Member must have value between 1 and 1000"
         )))
+    }
+}
+
+fn check_policy_name(name: &str) -> Result<(), Error> {
+    if name == "default" {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("No such policy exists: {name}")))
     }
 }

@@ -178,6 +178,7 @@ struct Req {
     key_usage: Option<String>,
     description: Option<String>,
     policy: Option<String>,
+    policy_name: Option<String>,
     tags: Option<Vec<Tag>>,
     tag_keys: Option<Vec<String>>,
     alias_name: Option<String>,
@@ -231,8 +232,9 @@ pub fn is_cryptographic(target: &str) -> bool {
     )
 }
 
-/// Runs the operation `target` (`TrentService.<Op>`) with `body`, returning the response body.
-pub fn handle(kms: &Kms, target: &str, body: &[u8]) -> Result<Value, ApiError> {
+/// Runs the operation `target` (`TrentService.<Op>`) with `body` for `principal`,
+/// returning the response body.
+pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<Value, ApiError> {
     let op = target
         .strip_prefix(TARGET_PREFIX)
         .ok_or_else(|| ApiError::UnknownOperation(format!("Unknown target {target}")))?;
@@ -314,10 +316,24 @@ pub fn handle(kms: &Kms, target: &str, body: &[u8]) -> Result<Value, ApiError> {
                     .flatten()
                     .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
                     .collect(),
+                creator: principal.to_owned(),
             };
             json!({ "KeyMetadata": metadata(&kms.create_key(&request)?) })
         }
         "DescribeKey" => json!({ "KeyMetadata": metadata(&kms.describe_key(r.key_id()?)?) }),
+        "GetKeyPolicy" => {
+            let name = r.policy_name.as_deref().unwrap_or("default");
+            json!({ "Policy": kms.get_key_policy(r.key_id()?, name)?, "PolicyName": name })
+        }
+        "PutKeyPolicy" => empty(kms.put_key_policy(
+            r.key_id()?,
+            r.policy_name.as_deref().unwrap_or("default"),
+            required(r.policy.as_deref(), "policy")?,
+        )?),
+        "ListKeyPolicies" => {
+            kms.describe_key(r.key_id()?)?;
+            json!({ "PolicyNames": ["default"], "Truncated": false })
+        }
         "ListKeys" => {
             let page = kms.list_keys(limit, r.marker.as_deref())?;
             let keys: Vec<Value> = page

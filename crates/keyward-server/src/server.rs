@@ -306,13 +306,14 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    tracing::debug!(principal = principal.as_deref().unwrap_or(""), %target, "request");
+    let caller = principal.unwrap_or_default();
+    tracing::debug!(principal = %caller, %target, "request");
     // Cryptographic operations on warm keys are answered here, on the async thread; what
     // needs the store goes to the blocking pool.
     if protocol::is_cryptographic(&target) {
         // A panic here would end the connection without an answer: turn it into a 500.
         let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            keyward_kms::cache_only(|| protocol::handle(&kms, &target, &body))
+            keyward_kms::cache_only(|| protocol::handle(&kms, &caller, &target, &body))
         }))
         .unwrap_or_else(|_| Err(internal("request handler failed")));
         match fast {
@@ -320,7 +321,7 @@ async fn respond(
             done => return Ok(done?.to_string().into_bytes()),
         }
     }
-    let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &target, &body))
+    let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &caller, &target, &body))
         .await
         .map_err(|_| internal("request handler failed"))??;
     Ok(out.to_string().into_bytes())

@@ -27,6 +27,7 @@ fn kms() -> (tempfile::TempDir, Kms) {
 fn call(kms: &Kms, op: &str, body: Value) -> Result<Value, WireError> {
     handle(
         kms,
+        "admin",
         &format!("TrentService.{op}"),
         body.to_string().as_bytes(),
     )
@@ -212,7 +213,7 @@ fn errors_on_the_wire() {
     );
 
     for body in [&b"{"[..], b"[]", b"{\"KeyId\": 5}", b"\xff"] {
-        let e = handle(&kms, "TrentService.DescribeKey", body)
+        let e = handle(&kms, "admin", "TrentService.DescribeKey", body)
             .unwrap_err()
             .to_wire();
         assert_eq!(
@@ -221,7 +222,7 @@ fn errors_on_the_wire() {
             "{body:?}"
         );
     }
-    let e = handle(&kms, "Other.DescribeKey", b"{}")
+    let e = handle(&kms, "admin", "Other.DescribeKey", b"{}")
         .unwrap_err()
         .to_wire();
     assert_eq!(e.aws_type, "UnknownOperationException");
@@ -256,5 +257,56 @@ fn list_keys_pages_with_markers() {
     assert_eq!(
         err(&kms, "ListKeys", json!({ "Limit": 0 })),
         (400, "ValidationException")
+    );
+}
+
+#[test]
+fn key_policies_are_checked_kept_and_returned() {
+    let (_d, kms) = kms();
+    let malformed = err(
+        &kms,
+        "CreateKey",
+        json!({ "Policy": "{\"Statement\": {\"Effect\": \"Perhaps\"}}" }),
+    );
+    assert_eq!(malformed, (400, "MalformedPolicyDocumentException"));
+    let key = call(&kms, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = call(&kms, "GetKeyPolicy", json!({ "KeyId": key })).unwrap();
+    assert_eq!(got["PolicyName"], "default");
+    let default: Value = serde_json::from_str(got["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(default["Statement"][0]["Principal"]["AWS"][0], "admin");
+    assert_eq!(
+        call(&kms, "ListKeyPolicies", json!({ "KeyId": key })).unwrap()["PolicyNames"],
+        json!(["default"])
+    );
+    let policy = json!({ "Statement": [{ "Effect": "Allow", "Principal": "*",
+        "Action": "kms:Decrypt", "Resource": "*" }] })
+    .to_string();
+    call(
+        &kms,
+        "PutKeyPolicy",
+        json!({ "KeyId": key, "Policy": policy }),
+    )
+    .unwrap();
+    assert_eq!(
+        call(&kms, "GetKeyPolicy", json!({ "KeyId": key })).unwrap()["Policy"],
+        policy.as_str()
+    );
+    let bad = json!({ "Statement": [{ "Effect": "Allow", "Principal": "*",
+        "Action": "s3:GetObject", "Resource": "*" }] })
+    .to_string();
+    assert_eq!(
+        err(&kms, "PutKeyPolicy", json!({ "KeyId": key, "Policy": bad })),
+        (400, "MalformedPolicyDocumentException")
+    );
+    assert_eq!(
+        err(
+            &kms,
+            "GetKeyPolicy",
+            json!({ "KeyId": key, "PolicyName": "other" })
+        ),
+        (404, "NotFoundException")
     );
 }
