@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod limits;
 pub mod pki;
 mod pki_api;
 pub mod protocol;

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The target names no operation keyward serves.
     #[error("{0}")]
     UnknownOperation(String),
+    /// The caller is over its request rate.
+    #[error("Rate exceeded")]
+    Throttled,
 }
 
 /// An error as it goes on the wire.
@@ -82,6 +85,7 @@ impl ApiError {
             Self::Serialization(_) => (400, "SerializationException"),
             Self::Validation(_) => (400, "ValidationException"),
             Self::UnknownOperation(_) => (400, "UnknownOperationException"),
+            Self::Throttled => (400, "ThrottlingException"),
         };
         // Internal failures are logged in full by the caller; the client learns only that
         // it may retry.

@@ -42,12 +42,14 @@ pub(crate) struct State {
     pub(crate) kms: Arc<Kms>,
     pub(crate) tls: Arc<TlsState>,
     access_keys: access::AccessKeyCache,
+    limits: crate::limits::RateLimits,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
 /// `plain`, for benchmarks only, also serves the API over plain HTTP.
 pub async fn serve(
     tls: Arc<TlsState>,
+    limits: crate::limits::RateLimits,
     listener: TcpListener,
     plain: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
@@ -56,6 +58,7 @@ pub async fn serve(
         kms: tls.kms().clone(),
         tls: tls.clone(),
         access_keys: access::AccessKeyCache::default(),
+        limits,
     });
     let plain = plain.map(|l| serve_plain(state.clone(), l));
     // Upkeep of the certificate and the CRL, off the async threads.
@@ -308,6 +311,9 @@ async fn respond(
         .to_owned();
     let caller = principal.unwrap_or_default();
     tracing::debug!(principal = %caller, %target, "request");
+    if !state.limits.allow(&caller) {
+        return Err(ApiError::Throttled);
+    }
     // Cryptographic operations on warm keys are answered here, on the async thread; what
     // needs the store goes to the blocking pool.
     if protocol::is_cryptographic(&target) {

@@ -52,7 +52,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// A TOML configuration file (keys: data_dir, listen, region, account, partition,
-    /// hostnames, client_auth, server_cert_ttl).
+    /// hostnames, client_auth, server_cert_ttl, tls_cert, tls_key, rate_limit).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Where keyward keeps its database, root key and CA [env: KEYWARD_DATA_DIR]
@@ -87,6 +87,11 @@ pub(crate) struct ServeArgs {
     /// The private key (PEM) for --tls-cert [env: KEYWARD_TLS_KEY].
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Requests per second each principal may make, in bursts of up to twice as many;
+    /// beyond it, ThrottlingException. 0 for no limit [env: KEYWARD_RATE_LIMIT]
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) rate_limit: Option<String>,
 }
 
 /// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.

@@ -29,6 +29,7 @@ struct FileConfig {
     server_cert_ttl: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    rate_limit: Option<f64>,
 }
 
 /// Validated configuration.
@@ -38,6 +39,7 @@ struct Config {
     listen: SocketAddr,
     kms: KmsConfig,
     tls: keyward_server::tls::TlsSettings,
+    rate_limit: Option<f64>,
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -146,6 +148,22 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         (Some(_), None) => return Err(bad("tls_key", "--tls-cert needs --tls-key")),
         (None, Some(_)) => return Err(bad("tls_cert", "--tls-key needs --tls-cert")),
     };
+    let rate_limit = match args
+        .rate_limit
+        .clone()
+        .or_else(|| env("KEYWARD_RATE_LIMIT"))
+    {
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r >= 0.0)
+            .ok_or_else(|| bad("rate_limit", format!("{v:?} is not a rate (requests/s)")))?,
+        None => file.rate_limit.unwrap_or(0.0),
+    };
+    if !(rate_limit.is_finite() && rate_limit >= 0.0) {
+        return Err(bad("rate_limit", "must be 0 (no limit) or more"));
+    }
+    let rate_limit = (rate_limit > 0.0).then_some(rate_limit);
     Ok(Config {
         data_dir,
         listen,
@@ -160,6 +178,7 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             cert_ttl,
             provided,
         },
+        rate_limit,
     })
 }
 
@@ -287,7 +306,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             ),
             _ => None,
         };
-        keyward_server::server::serve(tls, listener, plain, shutdown_signal())
+        let limits = keyward_server::limits::RateLimits::new(
+            config.rate_limit,
+            config.rate_limit.map_or(1.0, |r| 2.0 * r),
+        );
+        keyward_server::server::serve(tls, limits, listener, plain, shutdown_signal())
             .await
             .map_err(|e| failed("server")(&e))
     })?;

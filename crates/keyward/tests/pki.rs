@@ -553,3 +553,45 @@ fn no_session_resumption_after_a_revocation() {
         "still served after the revocation: {after:?}"
     );
 }
+
+/// With `--rate-limit`, a principal over its rate gets ThrottlingException; another
+/// principal is not affected.
+#[test]
+fn rate_limits_throttle_each_principal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = |n: &str| tmp.path().join(n);
+    ok(&kw(&["ca", "init", "--trust-domain", "pay.example"], &dir));
+    // One request every 2 s, bursts of one: 12 quick calls cannot all pass.
+    let server = start_with(&dir, &["--rate-limit", "0.5"]);
+    let url = format!("https://127.0.0.1:{}/", server.port());
+    issue(&dir, "spiffe://pay.example/busy", "1h", &p("busy"));
+    issue(&dir, "spiffe://pay.example/calm", "1h", &p("calm"));
+    let call = |who: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(p(who).join("cert.pem"))
+            .arg("--key")
+            .arg(p(who).join("key.pem"))
+            .args(["-H", "x-amz-target: TrentService.GenerateRandom"])
+            .args(["-H", "content-type: application/x-amz-json-1.1"])
+            .args(["-d", r#"{"NumberOfBytes": 8}"#, &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let answers: Vec<String> = (0..12).map(|_| call("busy")).collect();
+    let throttled = answers
+        .iter()
+        .filter(|a| a.contains("ThrottlingException"))
+        .count();
+    let served = answers.iter().filter(|a| a.contains("Plaintext")).count();
+    assert_eq!(throttled + served, 12, "{answers:?}");
+    assert!(
+        served >= 4 && throttled >= 4,
+        "served {served}, throttled {throttled}"
+    );
+    assert!(call("calm").contains("Plaintext"));
+}
