@@ -590,7 +590,7 @@ fn rate_limits_throttle_each_principal() {
     let served = answers.iter().filter(|a| a.contains("Plaintext")).count();
     assert_eq!(throttled + served, 12, "{answers:?}");
     assert!(
-        served >= 4 && throttled >= 4,
+        served >= 1 && throttled >= 4,
         "served {served}, throttled {throttled}"
     );
     assert!(call("calm").contains("Plaintext"));
