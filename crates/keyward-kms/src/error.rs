@@ -35,6 +35,9 @@ pub enum Error {
     /// `ValidationException`: a parameter is out of range or missing.
     #[error("{0}")]
     Validation(String),
+    /// `AccessDeniedException`: the key's policy does not allow the caller this action.
+    #[error("{0}")]
+    AccessDenied(String),
     /// `MalformedPolicyDocumentException`: a key policy keyward cannot accept; says why.
     #[error("{0}")]
     MalformedPolicy(String),
@@ -69,6 +72,7 @@ impl Error {
             Self::Validation(_) => "ValidationException",
             Self::Unsupported(_) => "UnsupportedOperationException",
             Self::MalformedPolicy(_) => "MalformedPolicyDocumentException",
+            Self::AccessDenied(_) => "AccessDeniedException",
             Self::Internal(_) | Self::WouldBlock | Self::Store(_) => "KMSInternalException",
         }
     }

@@ -64,6 +64,8 @@ pub struct Kms {
     keys: RwLock<HashMap<String, KeyRecord>>,
     materials: RwLock<HashMap<(String, u32), Material>>,
     aliases: RwLock<AliasCache>,
+    /// Parsed key policies by key id, with the generation they were parsed at.
+    policies: RwLock<HashMap<String, (u64, Arc<crate::policy::Policy>)>>,
 }
 
 /// Alias name -> key id, for aliases that exist. `epoch` moves on every change so a
@@ -206,6 +208,7 @@ impl Kms {
             keys: RwLock::new(HashMap::new()),
             materials: RwLock::new(HashMap::new()),
             aliases: RwLock::new(AliasCache::default()),
+            policies: RwLock::new(HashMap::new()),
         })
     }
 
@@ -337,6 +340,85 @@ impl Kms {
                 self.arn(id)
             ))),
         }
+    }
+
+    /// Whether the key `key_ref` names lets `principal` perform `action` (an operation
+    /// name such as `Decrypt`, or `ReEncryptFrom`/`ReEncryptTo`) with `context`. A key
+    /// that cannot be found is the operation's to report.
+    pub fn authorize(
+        &self,
+        principal: &str,
+        action: &str,
+        key_ref: &str,
+        context: &EncryptionContext,
+    ) -> Result<(), Error> {
+        let k = self.resolve(key_ref)?;
+        self.authorize_key(principal, action, &k, context)
+    }
+
+    /// As [`Kms::authorize`], for the key a ciphertext blob names; a blob that names no
+    /// key is left for the operation to refuse.
+    pub fn authorize_blob(
+        &self,
+        principal: &str,
+        action: &str,
+        blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(), Error> {
+        let Ok(header) = blob::parse(blob) else {
+            return Ok(());
+        };
+        match self.record(&format_uuid(&header.key_id))? {
+            Some(k) if !k.destroyed => self.authorize_key(principal, action, &k, context),
+            _ => Ok(()),
+        }
+    }
+
+    fn authorize_key(
+        &self,
+        principal: &str,
+        action: &str,
+        k: &KeyRecord,
+        context: &EncryptionContext,
+    ) -> Result<(), Error> {
+        let Some(policy) = self.policy_of(k)? else {
+            return Ok(()); // made before keys had policies
+        };
+        let req = crate::policy::Request {
+            principal,
+            operation: action,
+            context,
+        };
+        if policy.allows(&req) {
+            Ok(())
+        } else {
+            Err(Error::AccessDenied(format!(
+                "User: {principal} is not authorized to perform: kms:{action} on resource: {} \
+                 because no resource-based policy allows the kms:{action} action",
+                self.arn(&k.key_id)
+            )))
+        }
+    }
+
+    /// The parsed policy of a key record, cached per generation.
+    fn policy_of(&self, k: &KeyRecord) -> Result<Option<Arc<crate::policy::Policy>>, Error> {
+        let Some(text) = &k.policy else {
+            return Ok(None);
+        };
+        if let Some((generation, p)) = self
+            .policies
+            .read()
+            .ok()
+            .and_then(|m| m.get(&k.key_id).cloned())
+            && generation == k.generation
+        {
+            return Ok(Some(p));
+        }
+        let parsed = Arc::new(crate::policy::Policy::parse(text, &self.arn(&k.key_id))?);
+        if let Ok(mut m) = self.policies.write() {
+            m.insert(k.key_id.clone(), (k.generation, parsed.clone()));
+        }
+        Ok(Some(parsed))
     }
 
     /// Refuses cryptographic use of a key that is not Enabled, as AWS does.

@@ -236,6 +236,64 @@ pub fn is_cryptographic(target: &str) -> bool {
     )
 }
 
+/// Checks the policy of every key `op` touches for `principal`. Operations on no key
+/// (CreateKey, ListKeys, ListAliases, GenerateRandom) are open to every authenticated
+/// principal. Missing or malformed members are left for the operation to report.
+fn authorize(kms: &Kms, principal: &str, op: &str, r: &Req) -> Result<(), ApiError> {
+    let none = EncryptionContext::new();
+    let blob_of = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    };
+    match op {
+        "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" => {}
+        "Decrypt" => {
+            if let Some(blob) = blob_of(&r.ciphertext_blob) {
+                kms.authorize_blob(principal, "Decrypt", &blob, &r.context())?;
+            }
+        }
+        "ReEncrypt" => {
+            if let Some(blob) = blob_of(&r.ciphertext_blob) {
+                let ctx = r.source_encryption_context.clone().unwrap_or_default();
+                kms.authorize_blob(principal, "ReEncryptFrom", &blob, &ctx)?;
+            }
+            if let Some(dest) = r.destination_key_id.as_deref() {
+                let ctx = r.destination_encryption_context.clone().unwrap_or_default();
+                kms.authorize(principal, "ReEncryptTo", dest, &ctx)?;
+            }
+        }
+        "CreateAlias" | "UpdateAlias" => {
+            if let Some(target) = r.target_key_id.as_deref() {
+                kms.authorize(principal, op, target, &none)?;
+            }
+        }
+        "DeleteAlias" => {
+            if let Some(alias) = r.alias_name.as_deref() {
+                match kms.authorize(principal, op, alias, &none) {
+                    Err(keyward_kms::Error::NotFound(_)) => {} // the operation says so
+                    other => other?,
+                }
+            }
+        }
+        _ => {
+            if let Some(key) = r.key_id.as_deref() {
+                let ctx = match op {
+                    "Encrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+                        r.context()
+                    }
+                    _ => none,
+                };
+                match kms.authorize(principal, op, key, &ctx) {
+                    // Management operations refuse aliases with their own error.
+                    Err(keyward_kms::Error::NotFound(_)) => {}
+                    other => other?,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the operation `target` (`TrentService.<Op>`) with `body` for `principal`,
 /// returning the response body.
 pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -243,6 +301,7 @@ pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<V
         .strip_prefix(TARGET_PREFIX)
         .ok_or_else(|| ApiError::UnknownOperation(format!("Unknown target {target}")))?;
     let r: Req = parse(body)?;
+    authorize(kms, principal, op, &r)?;
     let limit = r.limit.unwrap_or(100);
     let out = match op {
         "Encrypt" => {

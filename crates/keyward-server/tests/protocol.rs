@@ -281,8 +281,10 @@ fn key_policies_are_checked_kept_and_returned() {
         call(&kms, "ListKeyPolicies", json!({ "KeyId": key })).unwrap()["PolicyNames"],
         json!(["default"])
     );
-    let policy = json!({ "Statement": [{ "Effect": "Allow", "Principal": "*",
-        "Action": "kms:Decrypt", "Resource": "*" }] })
+    let policy = json!({ "Statement": [
+        { "Effect": "Allow", "Principal": { "AWS": "admin" }, "Action": "kms:*Policy*", "Resource": "*" },
+        { "Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*" },
+    ] })
     .to_string();
     call(
         &kms,
@@ -309,4 +311,126 @@ fn key_policies_are_checked_kept_and_returned() {
         ),
         (404, "NotFoundException")
     );
+}
+
+fn call_as(kms: &Kms, principal: &str, op: &str, body: Value) -> Result<Value, WireError> {
+    handle(
+        kms,
+        principal,
+        &format!("TrentService.{op}"),
+        body.to_string().as_bytes(),
+    )
+    .map_err(|e: ApiError| e.to_wire())
+}
+
+/// The server consults key policies: an administrator who may not use the key, a user
+/// who may not manage it, a context condition, and keys made without a policy.
+#[test]
+fn key_policies_decide_who_may_do_what() {
+    let (_d, kms) = kms();
+    let api = "spiffe://pay/api";
+    let policy = json!({ "Statement": [
+        { "Sid": "admins", "Effect": "Allow", "Principal": { "AWS": "admin" },
+          "Action": ["kms:Describe*", "kms:Disable*", "kms:Enable*", "kms:*Policy*", "kms:CreateAlias"], "Resource": "*" },
+        { "Sid": "users", "Effect": "Allow", "Principal": { "AWS": api },
+          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+          "Condition": { "StringEquals": { "kms:EncryptionContext:tenant": "t1" } } },
+    ] })
+    .to_string();
+    let key = call(&kms, "CreateKey", json!({ "Policy": policy })).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let denied = |r: Result<Value, WireError>| matches!(r, Err(w) if w.aws_type == "AccessDeniedException" && w.status == 400);
+    let t1 = json!({ "tenant": "t1" });
+    // The administrator manages, but cannot use.
+    assert!(call_as(&kms, "admin", "DescribeKey", json!({ "KeyId": key })).is_ok());
+    assert!(
+        call_as(
+            &kms,
+            "admin",
+            "CreateAlias",
+            json!({ "AliasName": "alias/p", "TargetKeyId": key })
+        )
+        .is_ok()
+    );
+    assert!(denied(call_as(
+        &kms,
+        "admin",
+        "Encrypt",
+        json!({ "KeyId": key, "Plaintext": "aGk=", "EncryptionContext": t1 })
+    )));
+    // The user uses, within its context, but cannot manage.
+    let blob = call_as(
+        &kms,
+        api,
+        "Encrypt",
+        json!({ "KeyId": "alias/p", "Plaintext": "aGk=", "EncryptionContext": t1 }),
+    )
+    .unwrap()["CiphertextBlob"]
+        .clone();
+    assert!(
+        call_as(
+            &kms,
+            api,
+            "Decrypt",
+            json!({ "CiphertextBlob": blob, "EncryptionContext": t1 })
+        )
+        .is_ok()
+    );
+    assert!(denied(call_as(
+        &kms,
+        "admin",
+        "Decrypt",
+        json!({ "CiphertextBlob": blob, "EncryptionContext": t1 })
+    )));
+    assert!(denied(call_as(
+        &kms,
+        api,
+        "Encrypt",
+        json!({ "KeyId": key, "Plaintext": "aGk=", "EncryptionContext": { "tenant": "t2" } })
+    )));
+    assert!(denied(call_as(
+        &kms,
+        api,
+        "DisableKey",
+        json!({ "KeyId": key })
+    )));
+    assert!(denied(call_as(
+        &kms,
+        "mallory",
+        "DescribeKey",
+        json!({ "KeyId": key })
+    )));
+    // Operations on no key are open to any authenticated principal; a missing key is
+    // still NotFound.
+    assert!(call_as(&kms, "mallory", "ListKeys", json!({})).is_ok());
+    let missing = call_as(
+        &kms,
+        "mallory",
+        "DescribeKey",
+        json!({ "KeyId": "alias/none" }),
+    );
+    assert!(matches!(missing, Err(w) if w.aws_type == "NotFoundException"));
+    // The default policy: the creator administers and uses; nobody else does.
+    let mine = call_as(&kms, api, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        call_as(
+            &kms,
+            api,
+            "Encrypt",
+            json!({ "KeyId": mine, "Plaintext": "aGk=" })
+        )
+        .is_ok()
+    );
+    assert!(call_as(&kms, api, "DisableKey", json!({ "KeyId": mine })).is_ok());
+    assert!(denied(call_as(
+        &kms,
+        "admin",
+        "DescribeKey",
+        json!({ "KeyId": mine })
+    )));
 }
