@@ -115,18 +115,28 @@ fn strings(v: &Value, what: &str) -> Result<Vec<String>, Error> {
 
 /// Matches `text` against a pattern where `*` is any run and `?` any one character.
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    if pattern.is_ascii() && text.is_ascii() {
+        glob_units(pattern.as_bytes(), text.as_bytes())
+    } else {
+        let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+        glob_units(&p, &t)
+    }
+}
+
+/// Wildcard matching with one backtrack point (linear in practice, no allocation).
+fn glob_units<T: Copy + PartialEq + From<u8>>(p: &[T], t: &[T]) -> bool {
+    let (star, any) = (T::from(b'*'), T::from(b'?'));
     let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
+    let (mut resume, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == any || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
+        } else if pi < p.len() && p[pi] == star {
+            resume = Some(pi);
             mark = ti;
             pi += 1;
-        } else if let Some(s) = star {
+        } else if let Some(s) = resume {
             pi = s + 1;
             mark += 1;
             ti = mark;
@@ -134,7 +144,7 @@ fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star)
 }
 
 impl Policy {
@@ -176,9 +186,10 @@ impl Policy {
 
     /// Whether the policy allows `req`: some `Allow` matches and no `Deny` does.
     pub fn allows(&self, req: &Request<'_>) -> bool {
+        let action = format!("kms:{}", req.operation);
         let mut allowed = false;
         for s in &self.statements {
-            if s.matches(req) {
+            if s.matches(req, &action) {
                 match s.effect {
                     Effect::Deny => return false,
                     Effect::Allow => allowed = true,
@@ -339,12 +350,11 @@ impl Condition {
 }
 
 impl Statement {
-    fn matches(&self, req: &Request<'_>) -> bool {
-        let action = format!("kms:{}", req.operation);
+    fn matches(&self, req: &Request<'_>, action: &str) -> bool {
         self.principals
             .iter()
             .any(|p| p == "*" || p == req.principal)
-            && self.actions.iter().any(|a| glob(a, &action))
+            && self.actions.iter().any(|a| glob(a, action))
             && self.conditions.iter().all(|c| c.holds(req))
     }
 }

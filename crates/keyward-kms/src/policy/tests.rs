@@ -208,6 +208,9 @@ fn glob_patterns() {
         ("*", "", true),
         ("a*b*c", "axxbyyc", true),
         ("a*b*c", "axxbyy", false),
+        ("zürich-?", "zürich-1", true),
+        ("z?rich", "zürich", true),
+        ("*ü", "grüß-ü", true),
     ] {
         assert_eq!(glob(p, t), m, "{p} {t}");
     }
