@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod limits;
+pub mod metrics;
 pub mod pki;
 mod pki_api;
 pub mod protocol;

@@ -241,5 +241,6 @@ fn metrics(state: &State) -> String {
             not_after - now
         ));
     }
+    state.metrics.render(&mut out);
     out
 }

@@ -43,6 +43,7 @@ pub(crate) struct State {
     pub(crate) tls: Arc<TlsState>,
     access_keys: access::AccessKeyCache,
     limits: crate::limits::RateLimits,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
@@ -59,6 +60,7 @@ pub async fn serve(
         tls: tls.clone(),
         access_keys: access::AccessKeyCache::default(),
         limits,
+        metrics: crate::metrics::Metrics::default(),
     });
     let plain = plain.map(|l| serve_plain(state.clone(), l));
     // Upkeep of the certificate and the CRL, off the async threads.
@@ -188,8 +190,25 @@ async fn handle(
         return Ok(crate::pki_api::handle(&state, peer.as_deref(), req).await);
     }
     let id = request_id();
+    let started = std::time::Instant::now();
+    let operation = crate::metrics::operation_label(
+        req.headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     let principal = peer.as_deref().and_then(CertInfo::principal);
     let result = respond(&state, principal.as_deref(), req).await;
+    let outcome = match &result {
+        Ok(_) => crate::metrics::Outcome::Ok,
+        Err(ApiError::Throttled) => crate::metrics::Outcome::Throttled,
+        Err(ApiError::Auth(_) | ApiError::Kms(keyward_kms::Error::AccessDenied(_))) => {
+            crate::metrics::Outcome::Denied
+        }
+        Err(e) if e.to_wire().status >= 500 => crate::metrics::Outcome::ServerError,
+        Err(_) => crate::metrics::Outcome::ClientError,
+    };
+    state.metrics.observe(operation, outcome, started.elapsed());
     let (status, body, error_type) = match result {
         Ok(body) => (StatusCode::OK, body, None),
         Err(e) => {

@@ -594,4 +594,19 @@ fn rate_limits_throttle_each_principal() {
         "served {served}, throttled {throttled}"
     );
     assert!(call("calm").contains("Plaintext"));
+    // /metrics counts them.
+    let metrics = curl(&format!("{url}metrics"), &dir.join("ca.pem"), None).unwrap();
+    for line in [
+        format!(
+            "keyward_requests_total{{operation=\"GenerateRandom\",outcome=\"throttled\"}} {throttled}"
+        ),
+        format!(
+            "keyward_requests_total{{operation=\"GenerateRandom\",outcome=\"ok\"}} {}",
+            served + 1
+        ),
+        format!("keyward_throttled_requests_total {throttled}"),
+        "keyward_certificate_expiry_seconds{certificate=\"server\"}".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
 }
