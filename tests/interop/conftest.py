@@ -29,15 +29,17 @@ def keyward_bin():
 
 
 class Server:
-    def __init__(self, keyward_bin, data_dir):
+    def __init__(self, keyward_bin, data_dir, log_level="warn"):
         self.bin = keyward_bin
         self.data_dir = data_dir
+        self.log_path = data_dir.parent / "server.log"
+        self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [keyward_bin, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             text=True,
-            env={**os.environ, "KEYWARD_LOG": "warn"},
+            env={**os.environ, "KEYWARD_LOG": log_level},
         )
         self.env = {}
         for line in self.proc.stdout:
@@ -57,11 +59,15 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(keyward_bin, tmp_path_factory):
-    s = Server(keyward_bin, tmp_path_factory.mktemp("keyward") / "data")
+def server(keyward_bin, tmp_path_factory, request):
+    """A fresh `keyward serve` per test module; a module may set KEYWARD_LOG (its log
+    level, default warn). Its log is kept in `server.log_path`."""
+    level = getattr(request.module, "KEYWARD_LOG", "warn")
+    s = Server(keyward_bin, tmp_path_factory.mktemp("keyward") / "data", level)
     yield s
     if s.proc.poll() is None:
         assert s.stop() == 0, "keyward serve did not stop cleanly on SIGTERM"
+    s.log.close()
 
 
 @pytest.fixture
@@ -73,6 +79,10 @@ def client_env(server, monkeypatch):
             monkeypatch.delenv(name)
     for name, value in server.env.items():
         monkeypatch.setenv(name, value)
+    # boto3's default session caches the credentials it first found: start afresh.
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
     return dict(os.environ)
 
 

@@ -1,0 +1,78 @@
+"""No secret in any log: after a workload that handles data keys, plaintexts and access-key
+secrets (allowed and refused requests, a second access key), neither the server's log (at
+debug level) nor /metrics contains any of them, in any encoding a log might use."""
+
+import base64
+import os
+import ssl
+import subprocess
+import urllib.request
+
+import boto3
+import pytest
+
+KEYWARD_LOG = "debug"
+
+
+def encodings(secret: bytes):
+    yield secret.hex()
+    yield base64.b64encode(secret).decode()
+    try:
+        text = secret.decode()
+        if len(text) >= 8:
+            yield text
+    except UnicodeDecodeError:
+        pass
+
+
+def test_no_secret_in_logs_or_metrics(server, client_env, keyward_bin):
+    kms = boto3.client("kms")
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"].encode()]
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    for i in range(5):
+        dk = kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext={"n": str(i)})
+        secrets.append(dk["Plaintext"])
+        again = kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"n": str(i)})
+        assert again["Plaintext"] == dk["Plaintext"]
+        with pytest.raises(kms.exceptions.InvalidCiphertextException):
+            kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"n": "wrong"})
+    plaintext = b"cardholder 4111 1111 1111 1111"
+    secrets.append(plaintext)
+    blob = kms.encrypt(KeyId=key, Plaintext=plaintext)["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == plaintext
+    random = kms.generate_random(NumberOfBytes=32)["Plaintext"]
+    secrets.append(random)
+
+    # A second access key, used once, and a request signed with a wrong secret.
+    made = subprocess.run(
+        [keyward_bin, "access-key", "create", "--principal", "batch", "--data-dir", server.data_dir],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    exports = dict(line[len("export "):].split("=", 1) for line in made.splitlines() if line.startswith("export "))
+    secrets.append(exports["AWS_SECRET_ACCESS_KEY"].encode())
+    other = boto3.client(
+        "kms",
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+    )
+    with pytest.raises(Exception):
+        other.encrypt(KeyId=key, Plaintext=b"x")  # not in the key's policy
+    wrong = boto3.client(
+        "kms", aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key="W" * 40
+    )
+    with pytest.raises(Exception):
+        wrong.list_keys()
+    secrets.append(b"W" * 40)
+
+    root_key = (server.data_dir / "root.key").read_bytes()
+    secrets.append(root_key)
+
+    context = ssl.create_default_context(cafile=os.environ["AWS_CA_BUNDLE"])
+    metrics = urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_KMS"] + "/metrics", context=context).read()
+    server.log.flush()
+    log = server.log_path.read_text()
+    assert "GenerateDataKey" in log or "request" in log, "the debug log is not being written"
+    for haystack, name in [(log, "server log"), (metrics.decode(), "/metrics")]:
+        for s in secrets:
+            for form in encodings(s):
+                assert form not in haystack, f"a secret appears in the {name}"
