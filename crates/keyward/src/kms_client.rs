@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use keyward_envelope::{DataKey, EncryptionContext, Error, KmsClient, data_key_from_kms};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -132,43 +132,27 @@ impl HttpKms {
         )
         .map_err(|e| io(&e))?;
 
-        let (status, bytes) = self.runtime.block_on(async {
-            let tcp =
-                tokio::net::TcpStream::connect((self.host.trim_matches(['[', ']']), self.port))
-                    .await
-                    .map_err(|e| io(&e))?;
-            let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
-                .map_err(|e| io(&e))?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| io(&e))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(|e| io(&e))?;
-            tokio::spawn(conn);
-            let mut request = hyper::Request::post("/");
-            for (k, v) in headers {
-                request = request.header(k, v);
-            }
-            let request = request
-                .header("x-amz-date", date)
-                .header("authorization", authorization)
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| io(&e))?;
-            let response = sender.send_request(request).await.map_err(|e| io(&e))?;
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| io(&e))?
-                .to_bytes();
-            Ok::<_, Error>((status, bytes))
-        })?;
+        let mut request = hyper::Request::post("/");
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let request = request
+            .header("x-amz-date", date)
+            .header("authorization", authorization)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| io(&e))?;
+        let (status, bytes) = self
+            .runtime
+            .block_on(crate::https::send(
+                &self.host,
+                self.port,
+                self.tls.clone(),
+                request,
+                std::time::Duration::from_secs(60),
+            ))
+            .map_err(|e| io(&e))?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| io(&e))?;
-        if status.is_success() {
+        if (200..300).contains(&status) {
             return Ok(Ok(value));
         }
         let kind = value["__type"].as_str().unwrap_or("UnknownError");

@@ -11,6 +11,7 @@ mod admin;
 mod cli;
 mod envelope;
 mod files;
+mod https;
 mod kms_client;
 mod pki_cli;
 mod serve;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use keyward_pki::expiry::{self, Standing};
 use keyward_pki::{CertInfo, LeafRequest, SpiffeId};
 use keyward_server::pki::{self, StoredCa};
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use crate::access_key::kms;
@@ -462,41 +462,19 @@ impl<'a> Renewer<'a> {
             .enable_all()
             .build()
             .map_err(|e| io(&e))?;
-        runtime.block_on(async {
-            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| io(&e))?;
-            let name = ServerName::try_from(self.host.clone()).map_err(|e| io(&e))?;
-            let tls = tokio::time::timeout(
-                Duration::from_secs(10),
-                tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
-            )
-            .await
-            .map_err(|e| io(&e))?
+        let request = hyper::Request::post(path)
+            .header("host", format!("{}:{}", self.host, self.port))
+            .header("content-type", "application/x-pem-file")
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| io(&e))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(|e| io(&e))?;
-            tokio::spawn(conn);
-            let request = hyper::Request::post(path)
-                .header("host", format!("{}:{}", self.host, self.port))
-                .header("content-type", "application/x-pem-file")
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| io(&e))?;
-            let response =
-                tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
-                    .await
-                    .map_err(|e| io(&e))?
-                    .map_err(|e| io(&e))?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| io(&e))?
-                .to_bytes();
-            Ok((status, bytes))
-        })
+        runtime
+            .block_on(crate::https::send(
+                &self.host,
+                self.port,
+                tls,
+                request,
+                Duration::from_secs(30),
+            ))
+            .map_err(|e| io(&e))
     }
 }

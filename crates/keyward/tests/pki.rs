@@ -356,6 +356,55 @@ fn mutual_tls_identities_and_refusals() {
     assert!(!refused.status.success());
 }
 
+/// One whoami over a new connection with `config` (whose session cache may resume): how
+/// the handshake went, the server certificate's serial, and the answer.
+fn whoami_over(
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+) -> Result<(rustls::HandshakeKind, String, serde_json::Value), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|x| e(&x))?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|x| e(&x))?;
+        let kind = tls.get_ref().1.handshake_kind().unwrap();
+        let server_cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        let server_serial = keyward_pki::CertInfo::parse(&server_cert)
+            .unwrap()
+            .serial_hex();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|x| e(&x))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/v1/pki/whoami")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
+        // Reading the body also brings in the session tickets sent after the handshake.
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|x| e(&x))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|x| e(&x))?;
+        Ok((kind, server_serial, v))
+    })
+}
+
 /// One request over a fresh mTLS connection: loads the client certificate and key (again
 /// if they are caught between renewal's two renames), asks whoami, and reports the
 /// server certificate's serial and ours.
@@ -372,46 +421,9 @@ fn request(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let config = keyward_pki::tls::client_config(roots, Some((chain, key))).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|x| e(&x))?;
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|x| e(&x))?;
-        let server_cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-        let server_serial = keyward_pki::CertInfo::parse(&server_cert)
-            .unwrap()
-            .serial_hex();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|x| e(&x))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get("/v1/pki/whoami")
-            .header("host", format!("127.0.0.1:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
-        let status = resp.status();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map_err(|x| e(&x))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|x| e(&x))?;
-        Ok((server_serial, v["serial"].as_str().unwrap_or("").to_owned()))
-    })
+    let config = Arc::new(keyward_pki::tls::client_config(roots, Some((chain, key))).unwrap());
+    let (_, server_serial, v) = whoami_over(port, &config)?;
+    Ok((server_serial, v["serial"].as_str().unwrap_or("").to_owned()))
 }
 
 /// With 2-minute certificates on both sides, the server renewing its own and a client
@@ -481,48 +493,11 @@ fn renewal_keeps_requests_flowing_across_two_minute_lifetimes() {
     );
 }
 
-/// One whoami over a new connection with `config` (whose session cache may resume);
-/// returns how the handshake went, or the error.
 fn whoami_with(
     port: u16,
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<rustls::HandshakeKind, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|x| e(&x))?;
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|x| e(&x))?;
-        let kind = tls.get_ref().1.handshake_kind().unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|x| e(&x))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get("/v1/pki/whoami")
-            .header("host", format!("127.0.0.1:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
-        // Read the body, so that the session tickets sent after the handshake are in.
-        let status = resp.status();
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map_err(|x| e(&x))?;
-        if status.is_success() {
-            Ok(kind)
-        } else {
-            Err(status.to_string())
-        }
-    })
+    whoami_over(port, config).map(|(kind, _, _)| kind)
 }
 
 /// A client that resumed sessions before a revocation cannot resume (or connect) after
