@@ -17,6 +17,8 @@ use crate::record::{Event, Record};
 
 /// Most records in one batch.
 pub const MAX_BATCH: usize = 4096;
+/// While a sink fails, how often the writer tries it again with a checkpoint.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the chain stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,13 @@ struct Pending {
     done: tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>,
 }
 
+enum Msg {
+    Record(Pending),
+    /// Checkpoint the chain now (if it moved since the last one); answers whether the
+    /// log is checkpointed up to its last record.
+    Checkpoint(mpsc::Sender<bool>),
+}
+
 /// Checkpoint every this many records or this long, whichever comes first.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointEvery {
@@ -62,7 +71,7 @@ pub struct CheckpointEvery {
 /// The running audit log.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Msg>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -80,7 +89,7 @@ impl AuditLog {
         signer: CheckpointSigner,
         every: CheckpointEvery,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Pending>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let healthy = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
         std::thread::Builder::new()
@@ -94,16 +103,23 @@ impl AuditLog {
     pub async fn record(&self, event: Event) -> Result<u64, AuditUnavailable> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Pending { event, done })
+            .send(Msg::Record(Pending { event, done }))
             .map_err(|_| AuditUnavailable)?;
         wait.await.map_err(|_| AuditUnavailable)?
+    }
+
+    /// Signs a checkpoint of the log as it stands now (for a clean shutdown or an
+    /// export); blocks until it is durable. False if it could not be written.
+    pub fn checkpoint_blocking(&self) -> bool {
+        let (done, wait) = mpsc::channel();
+        self.tx.send(Msg::Checkpoint(done)).is_ok() && wait.recv().unwrap_or(false)
     }
 
     /// [`AuditLog::record`] for threads that may block.
     pub fn record_blocking(&self, event: Event) -> Result<u64, AuditUnavailable> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Pending { event, done })
+            .send(Msg::Record(Pending { event, done }))
             .map_err(|_| AuditUnavailable)?;
         wait.blocking_recv().map_err(|_| AuditUnavailable)?
     }
@@ -144,10 +160,22 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Pending>) {
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
         loop {
-            let first = match rx.recv_timeout(self.every.interval) {
-                Ok(p) => p,
+            // While failing, try a checkpoint every second, so that service resumes when
+            // the sink recovers even if only refused (never written) requests arrive.
+            let wait = if self.healthy.load(Ordering::Acquire) {
+                self.every.interval
+            } else {
+                RETRY_EVERY.min(self.every.interval)
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(Msg::Record(p)) => p,
+                Ok(Msg::Checkpoint(done)) => {
+                    self.idle_checkpoint();
+                    let _ = done.send(self.checkpointed == self.chain.seq);
+                    continue;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.idle_checkpoint();
                     continue;
@@ -158,13 +186,21 @@ impl Writer {
                 }
             };
             let mut batch = vec![first];
+            let mut asked = Vec::new();
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(Msg::Record(p)) => batch.push(p),
+                    Ok(Msg::Checkpoint(done)) => asked.push(done),
                     Err(_) => break,
                 }
             }
             self.commit(batch);
+            if !asked.is_empty() {
+                self.idle_checkpoint();
+                for done in asked {
+                    let _ = done.send(self.checkpointed == self.chain.seq);
+                }
+            }
         }
     }
 
@@ -177,7 +213,9 @@ impl Writer {
     fn write(&mut self, records: &[Record], checkpoint: Option<&Checkpoint>) -> bool {
         for i in 0..self.sinks.len() {
             if let Err(e) = self.sinks[i].append(records, checkpoint) {
-                eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
+                if self.healthy.load(Ordering::Acquire) {
+                    eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
+                }
                 for sink in &mut self.sinks[..i] {
                     let _ = sink.undo_last();
                 }
@@ -185,7 +223,9 @@ impl Writer {
                 return false;
             }
         }
-        self.healthy.store(true, Ordering::Release);
+        if !self.healthy.swap(true, Ordering::AcqRel) {
+            eprintln!("keyward: audit sinks writable again, serving");
+        }
         true
     }
 
@@ -223,7 +263,8 @@ impl Writer {
     }
 
     fn idle_checkpoint(&mut self) {
-        if self.chain.seq > self.checkpointed
+        let failing = !self.healthy.load(Ordering::Acquire);
+        if (self.chain.seq > self.checkpointed || failing)
             && let Some(c) = self.signer.sign(self.chain.seq, &self.chain.hash, now_ms())
             && self.write(&[], Some(&c))
         {

@@ -130,6 +130,8 @@ pub struct EncryptOutput {
     pub key_id: String,
     /// The KeyMaterialId of the version used.
     pub key_material_id: String,
+    /// The version used.
+    pub key_version: u32,
 }
 
 /// Decrypt's result.
@@ -140,6 +142,8 @@ pub struct DecryptOutput {
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The KeyMaterialId of the version that decrypted.
     pub key_material_id: String,
+    /// The version that decrypted.
+    pub key_version: u32,
 }
 
 impl std::fmt::Debug for DecryptOutput {
@@ -160,6 +164,8 @@ pub struct GenerateDataKeyOutput {
     pub key_id: String,
     /// The KeyMaterialId of the version used.
     pub key_material_id: String,
+    /// The version used.
+    pub key_version: u32,
 }
 
 impl std::fmt::Debug for GenerateDataKeyOutput {
@@ -183,6 +189,8 @@ pub struct ReEncryptOutput {
     pub source_key_material_id: String,
     /// KeyMaterialId of the destination version.
     pub destination_key_material_id: String,
+    /// The destination version.
+    pub key_version: u32,
 }
 
 impl Kms {
@@ -242,6 +250,23 @@ impl Kms {
 
     pub(crate) fn arn(&self, key_id: &str) -> String {
         self.config.key_arn(key_id)
+    }
+
+    /// The ARN a request's key reference names, for the audit log, without touching the
+    /// store: a key id or key ARN gives the key's ARN, an alias its alias ARN; anything
+    /// malformed gives `None`.
+    pub fn named_arn(&self, key_ref: &str) -> Option<String> {
+        match self.config.parse_key_ref(key_ref).ok()? {
+            crate::ids::KeyRef::Id(id) => Some(self.arn(&id)),
+            crate::ids::KeyRef::Alias(alias) => Some(self.config.alias_arn(&alias)),
+        }
+    }
+
+    /// The ARN and version of the key a ciphertext blob names, for the audit log; `None`
+    /// if it is not shaped like a blob. Says nothing about whether the blob is valid.
+    pub fn blob_key(&self, blob: &[u8]) -> Option<(String, u32)> {
+        let header = blob::parse(blob).ok()?;
+        Some((self.arn(&format_uuid(&header.key_id)), header.version))
     }
 
     // ---- key records: the cache ----
@@ -553,6 +578,7 @@ impl Kms {
             ciphertext_blob: blob::seal(&key, header, context, plaintext)?,
             key_id: self.arn(&k.key_id),
             key_material_id: material_id,
+            key_version: k.current_version,
         })
     }
 
@@ -593,6 +619,7 @@ impl Kms {
             key_id: self.arn(&key_id),
             plaintext: blob::open(&key, blob, context)?,
             key_material_id: material_id,
+            key_version: header.version,
         })
     }
 
@@ -616,6 +643,7 @@ impl Kms {
             key_id: out.key_id,
             source_key_material_id: source.key_material_id,
             destination_key_material_id: out.key_material_id,
+            key_version: out.key_version,
         })
     }
 
@@ -636,6 +664,7 @@ impl Kms {
             plaintext,
             key_id: out.key_id,
             key_material_id: out.key_material_id,
+            key_version: out.key_version,
         })
     }
 

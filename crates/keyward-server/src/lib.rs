@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod audit;
 pub mod limits;
 pub mod metrics;
 pub mod pki;

@@ -39,17 +39,75 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Default)]
-struct Histogram {
+#[derive(Debug, Default, Clone, Copy)]
+struct Buckets {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
+impl Buckets {
+    fn observe(&mut self, took: Duration) {
+        let s = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if s <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += s;
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines of `name`, with `labels` (each
+    /// `k="v"`, comma-separated, or empty).
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, n) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
+        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
+    }
+}
+
+/// A latency histogram of its own (one series, no labels).
+#[derive(Debug, Default)]
+pub struct Histogram(Mutex<Buckets>);
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, took: Duration) {
+        if let Ok(mut b) = self.0.lock() {
+            b.observe(took);
+        }
+    }
+
+    /// Writes the histogram as `name` with its help text.
+    pub fn write(&self, out: &mut String, name: &str, help: &str) {
+        let Ok(b) = self.0.lock().map(|b| *b) else {
+            return;
+        };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        b.write(out, name, "");
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     requests: BTreeMap<(&'static str, Outcome), u64>,
-    latency: BTreeMap<&'static str, Histogram>,
+    latency: BTreeMap<&'static str, Buckets>,
     decrypt_failures: u64,
 }
 
@@ -106,15 +164,7 @@ impl Metrics {
         if operation == "Decrypt" && outcome != Outcome::Ok && outcome != Outcome::Throttled {
             m.decrypt_failures += 1;
         }
-        let h = m.latency.entry(operation).or_default();
-        let s = took.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if s <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += s;
+        m.latency.entry(operation).or_default().observe(took);
     }
 
     /// The Prometheus text exposition of these counters.
@@ -146,26 +196,10 @@ impl Metrics {
         out.push_str("# HELP keyward_request_duration_seconds KMS request latency.\n");
         out.push_str("# TYPE keyward_request_duration_seconds histogram\n");
         for (op, h) in &m.latency {
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "keyward_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
+            h.write(
                 out,
-                "keyward_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "keyward_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "keyward_request_duration_seconds_count{{operation=\"{op}\"}} {}",
-                h.count
+                "keyward_request_duration_seconds",
+                &format!("operation=\"{op}\""),
             );
         }
     }

@@ -165,10 +165,17 @@ async fn route(
                 body: zeros.slice(..n),
             })
         }
-        "/metrics" if get => Ok(Reply {
-            content_type: "text/plain; version=0.0.4",
-            body: metrics(state).into(),
-        }),
+        "/metrics" if get => {
+            // Key counts come from the store: off the async threads.
+            let state = state.clone();
+            let body = tokio::task::spawn_blocking(move || metrics(&state))
+                .await
+                .map_err(|_| PkiError::Internal)?;
+            Ok(Reply {
+                content_type: "text/plain; version=0.0.4",
+                body: body.into(),
+            })
+        }
         "/v1/pki/ca" | "/v1/pki/crl" | "/v1/pki/whoami" | "/v1/pki/renew" | "/metrics" => {
             Err(PkiError::MethodNotAllowed)
         }
@@ -242,5 +249,21 @@ fn metrics(state: &State) -> String {
         ));
     }
     state.metrics.render(&mut out);
+    if let Some(audit) = &state.audit {
+        audit.metrics(&mut out);
+    }
+    match state.kms.store().key_counts() {
+        Ok(counts) => {
+            out.push_str("# HELP keyward_keys KMS keys by state.\n# TYPE keyward_keys gauge\n");
+            for state in ["Enabled", "Disabled", "PendingDeletion", "Destroyed"] {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                out.push_str(&format!("keyward_keys{{state=\"{state}\"}} {n}\n"));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "metrics: key counts"),
+    }
     out
 }

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The caller is over its request rate.
     #[error("Rate exceeded")]
     Throttled,
+    /// The audit log cannot make the request's record durable, so the request is not
+    /// performed (or its result not released).
+    #[error("The audit log is unavailable: the request was not performed; retry later")]
+    AuditUnavailable,
 }
 
 /// An error as it goes on the wire.
@@ -86,6 +90,7 @@ impl ApiError {
             Self::Validation(_) => (400, "ValidationException"),
             Self::UnknownOperation(_) => (400, "UnknownOperationException"),
             Self::Throttled => (400, "ThrottlingException"),
+            Self::AuditUnavailable => (503, "DependencyTimeoutException"),
         };
         // Internal failures are logged in full by the caller; the client learns only that
         // it may retry.
@@ -220,6 +225,36 @@ impl Req {
     }
 }
 
+/// What the audit record of a request says about its key and context, filled in by
+/// [`handle_audited`].
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// The key used (on success) or named (otherwise), as an ARN.
+    pub key_arn: Option<String>,
+    /// The key version used.
+    pub key_version: Option<u32>,
+    /// The encryption context of the request (in clear: the caller HMACs the values).
+    pub context: EncryptionContext,
+}
+
+/// Whether `target` only reads: answered, then audited. Every other operation that is
+/// not cryptographic changes state, and is not started while the audit log is failing.
+pub fn is_read_only(target: &str) -> bool {
+    matches!(
+        target.strip_prefix(TARGET_PREFIX),
+        Some(
+            "DescribeKey"
+                | "ListKeys"
+                | "ListAliases"
+                | "GetKeyPolicy"
+                | "ListKeyPolicies"
+                | "GetKeyRotationStatus"
+                | "ListKeyRotations"
+                | "ListResourceTags"
+        )
+    )
+}
+
 /// Whether `target` is a cryptographic operation: answered from memory once its key is
 /// warm (see [`keyward_kms::cache_only`]).
 pub fn is_cryptographic(target: &str) -> bool {
@@ -297,11 +332,83 @@ fn authorize(kms: &Kms, principal: &str, op: &str, r: &Req) -> Result<(), ApiErr
 /// Runs the operation `target` (`TrentService.<Op>`) with `body` for `principal`,
 /// returning the response body.
 pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<Value, ApiError> {
+    handle_audited(kms, principal, target, body, &mut Facts::default())
+}
+
+/// [`handle`], noting in `facts` (replaced whole) the key and context for the audit log.
+pub fn handle_audited(
+    kms: &Kms,
+    principal: &str,
+    target: &str,
+    body: &[u8],
+    facts: &mut Facts,
+) -> Result<Value, ApiError> {
+    *facts = Facts::default();
     let op = target
         .strip_prefix(TARGET_PREFIX)
         .ok_or_else(|| ApiError::UnknownOperation(format!("Unknown target {target}")))?;
     let r: Req = parse(body)?;
-    authorize(kms, principal, op, &r)?;
+    note(kms, op, &r, facts);
+    let out = handle_parsed(kms, principal, op, &r, &mut facts.key_version)?;
+    let used = out
+        .get("KeyId")
+        .or_else(|| out.get("KeyMetadata").and_then(|m| m.get("Arn")));
+    if let Some(arn) = used
+        .and_then(Value::as_str)
+        .filter(|a| a.starts_with("arn:"))
+    {
+        facts.key_arn = Some(arn.to_owned());
+    }
+    Ok(out)
+}
+
+/// What the request names, before it runs: the key (its blob's, for Decrypt and
+/// ReEncrypt) and the encryption context.
+fn note(kms: &Kms, op: &str, r: &Req, facts: &mut Facts) {
+    let blob = || {
+        r.ciphertext_blob
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| kms.blob_key(&b))
+    };
+    let (key, version, context) = match op {
+        "Decrypt" => match blob() {
+            Some((arn, v)) => (Some(arn), Some(v), r.encryption_context.clone()),
+            None => (None, None, r.encryption_context.clone()),
+        },
+        "ReEncrypt" => {
+            let (arn, v) = blob().unzip();
+            (arn, v, r.source_encryption_context.clone())
+        }
+        "CreateAlias" | "UpdateAlias" => (
+            r.target_key_id.as_deref().and_then(|k| kms.named_arn(k)),
+            None,
+            None,
+        ),
+        "DeleteAlias" => (
+            r.alias_name.as_deref().and_then(|k| kms.named_arn(k)),
+            None,
+            None,
+        ),
+        _ => (
+            r.key_id.as_deref().and_then(|k| kms.named_arn(k)),
+            None,
+            r.encryption_context.clone(),
+        ),
+    };
+    facts.key_arn = key;
+    facts.key_version = version;
+    facts.context = context.unwrap_or_default();
+}
+
+fn handle_parsed(
+    kms: &Kms,
+    principal: &str,
+    op: &str,
+    r: &Req,
+    version: &mut Option<u32>,
+) -> Result<Value, ApiError> {
+    authorize(kms, principal, op, r)?;
     let limit = r.limit.unwrap_or(100);
     let out = match op {
         "Encrypt" => {
@@ -311,12 +418,14 @@ pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<V
                 &blob(r.plaintext.clone(), "plaintext")?,
                 &r.context(),
             )?;
+            *version = Some(out.key_version);
             json!({ "CiphertextBlob": b64(&out.ciphertext_blob), "KeyId": out.key_id, "EncryptionAlgorithm": ALGORITHM })
         }
         "Decrypt" => {
             r.check_algorithm()?;
             let ciphertext = blob(r.ciphertext_blob.clone(), "ciphertextBlob")?;
             let out = kms.decrypt(&ciphertext, &r.context(), r.key_id.as_deref())?;
+            *version = Some(out.key_version);
             json!({
                 "KeyId": out.key_id,
                 "Plaintext": b64(&out.plaintext),
@@ -334,6 +443,7 @@ pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<V
                 destination,
                 &r.destination_encryption_context.clone().unwrap_or_default(),
             )?;
+            *version = Some(out.key_version);
             json!({
                 "CiphertextBlob": b64(&out.ciphertext_blob),
                 "SourceKeyId": out.source_key_id,
@@ -347,6 +457,7 @@ pub fn handle(kms: &Kms, principal: &str, target: &str, body: &[u8]) -> Result<V
         "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
             let n = data_key_length(r.key_spec.as_deref(), r.number_of_bytes)?;
             let out = kms.generate_data_key(r.key_id()?, n, &r.context())?;
+            *version = Some(out.key_version);
             let mut v = json!({
                 "CiphertextBlob": b64(&out.ciphertext_blob),
                 "KeyId": out.key_id,

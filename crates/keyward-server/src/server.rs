@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use keyward_kms::Kms;
 use tokio::net::TcpListener;
 
-use crate::protocol::{self, ApiError, CONTENT_TYPE, WireError};
+use crate::protocol::{self, ApiError, CONTENT_TYPE};
 use crate::tls::TlsState;
 use crate::{ServerError, access, sigv4};
 use keyward_pki::CertInfo;
@@ -40,6 +40,8 @@ pub const MAX_STREAMS: u32 = 64;
 
 pub(crate) struct State {
     pub(crate) kms: Arc<Kms>,
+    /// `None` only with the benchmark-only switch that turns auditing off.
+    pub(crate) audit: Option<Arc<crate::audit::Auditor>>,
     pub(crate) tls: Arc<TlsState>,
     access_keys: access::AccessKeyCache,
     limits: crate::limits::RateLimits,
@@ -50,6 +52,7 @@ pub(crate) struct State {
 /// `plain`, for benchmarks only, also serves the API over plain HTTP.
 pub async fn serve(
     tls: Arc<TlsState>,
+    audit: Option<Arc<crate::audit::Auditor>>,
     limits: crate::limits::RateLimits,
     listener: TcpListener,
     plain: Option<TcpListener>,
@@ -57,6 +60,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let state = Arc::new(State {
         kms: tls.kms().clone(),
+        audit,
         tls: tls.clone(),
         access_keys: access::AccessKeyCache::default(),
         limits,
@@ -115,8 +119,9 @@ pub async fn serve(
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
             let client = crate::tls::peer_info(tls.get_ref().1.peer_certificates()).map(Arc::new);
-            let service =
-                hyper::service::service_fn(move |req| handle(state.clone(), client.clone(), req));
+            let service = hyper::service::service_fn(move |req| {
+                handle(state.clone(), client.clone(), peer, req)
+            });
             let builder = http();
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -160,14 +165,14 @@ fn serve_plain(state: Arc<State>, listener: TcpListener) -> tokio::task::JoinHan
     );
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Ok((tcp, peer)) = listener.accept().await else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let state = state.clone();
             tokio::spawn(async move {
                 let service =
-                    hyper::service::service_fn(move |req| handle(state.clone(), None, req));
+                    hyper::service::service_fn(move |req| handle(state.clone(), None, peer, req));
                 let builder = http();
                 let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
             });
@@ -181,9 +186,20 @@ pub(crate) fn request_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// What [`respond`] learned about a request, for its audit record.
+#[derive(Default)]
+struct Seen {
+    /// The request got as far as authentication: it is audited.
+    audited: bool,
+    principal: Option<String>,
+    operation: String,
+    facts: protocol::Facts,
+}
+
 async fn handle(
     state: Arc<State>,
     peer: Option<Arc<CertInfo>>,
+    source: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() != "/" {
@@ -197,8 +213,40 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    let principal = peer.as_deref().and_then(CertInfo::principal);
-    let result = respond(&state, principal.as_deref(), req).await;
+    let tls_identity = peer.as_deref().and_then(CertInfo::principal);
+    let mut seen = Seen::default();
+    let mut result = respond(&state, tls_identity.as_deref(), req, &mut seen).await;
+    if let (true, Some(audit)) = (seen.audited, &state.audit) {
+        let error_type = result
+            .as_ref()
+            .err()
+            .map(|e| e.to_wire().aws_type.to_owned());
+        let event = keyward_audit::Event {
+            time_ms: crate::audit::now_ms(),
+            request_id: id.clone(),
+            principal: seen.principal.take(),
+            source: source.to_string(),
+            tls_identity: tls_identity.clone(),
+            operation: seen.operation,
+            key_arn: seen.facts.key_arn.take(),
+            key_version: seen.facts.key_version,
+            outcome: match &result {
+                Ok(_) => keyward_audit::Outcome::Allowed,
+                Err(
+                    ApiError::Auth(_)
+                    | ApiError::Throttled
+                    | ApiError::Kms(keyward_kms::Error::AccessDenied(_)),
+                ) => keyward_audit::Outcome::Denied,
+                Err(_) => keyward_audit::Outcome::Failed,
+            },
+            error_type,
+            context: audit.context(&seen.facts.context),
+        };
+        if audit.record(event).await.is_err() {
+            // Fail-closed: no answer leaves without its record.
+            result = Err(ApiError::AuditUnavailable);
+        }
+    }
     let outcome = match &result {
         Ok(_) => crate::metrics::Outcome::Ok,
         Err(ApiError::Throttled) => crate::metrics::Outcome::Throttled,
@@ -218,18 +266,10 @@ async fn handle(
             {
                 tracing::error!(request_id = %id, error = %k, "internal error");
             }
-            let WireError {
-                status,
-                aws_type,
-                message,
-            } = e.to_wire();
-            let wire = WireError {
-                status,
-                aws_type,
-                message,
-            };
+            let wire = e.to_wire();
+            let aws_type = wire.aws_type;
             (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                StatusCode::from_u16(wire.status).unwrap_or(StatusCode::BAD_REQUEST),
                 wire.body(),
                 Some(aws_type),
             )
@@ -247,10 +287,24 @@ async fn handle(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
 }
 
+/// The operation name for the audit log: what the target names, kept short and plain.
+fn audited_operation(target: &str) -> String {
+    let op = target
+        .strip_prefix(protocol::TARGET_PREFIX)
+        .unwrap_or(target);
+    let op: String = op
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(64)
+        .collect();
+    if op.is_empty() { "unknown".into() } else { op }
+}
+
 async fn respond(
     state: &Arc<State>,
     peer: Option<&str>,
     req: Request<Incoming>,
+    seen: &mut Seen,
 ) -> Result<Vec<u8>, ApiError> {
     let (parts, body) = req.into_parts();
     if parts.method != hyper::Method::POST || parts.uri.path() != "/" {
@@ -307,6 +361,14 @@ async fn respond(
             }
         },
     };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    seen.audited = true;
+    seen.operation = audited_operation(&target);
     let mut principal = None;
     let signed_request = headers
         .iter()
@@ -322,23 +384,28 @@ async fn respond(
             })?;
         }
     }
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     let caller = principal.unwrap_or_default();
+    seen.principal = Some(caller.clone());
     tracing::debug!(principal = %caller, %target, "request");
     if !state.limits.allow(&caller) {
         return Err(ApiError::Throttled);
+    }
+    // A change of state is not started while its record could not be kept.
+    if let Some(audit) = &state.audit
+        && !audit.healthy()
+        && !protocol::is_cryptographic(&target)
+        && !protocol::is_read_only(&target)
+    {
+        return Err(ApiError::AuditUnavailable);
     }
     // Cryptographic operations on warm keys are answered here, on the async thread; what
     // needs the store goes to the blocking pool.
     if protocol::is_cryptographic(&target) {
         // A panic here would end the connection without an answer: turn it into a 500.
         let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            keyward_kms::cache_only(|| protocol::handle(&kms, &caller, &target, &body))
+            keyward_kms::cache_only(|| {
+                protocol::handle_audited(&kms, &caller, &target, &body, &mut seen.facts)
+            })
         }))
         .unwrap_or_else(|_| Err(internal("request handler failed")));
         match fast {
@@ -346,10 +413,15 @@ async fn respond(
             done => return Ok(done?.to_string().into_bytes()),
         }
     }
-    let out = tokio::task::spawn_blocking(move || protocol::handle(&kms, &caller, &target, &body))
-        .await
-        .map_err(|_| internal("request handler failed"))??;
-    Ok(out.to_string().into_bytes())
+    let (out, facts) = tokio::task::spawn_blocking(move || {
+        let mut facts = protocol::Facts::default();
+        let out = protocol::handle_audited(&kms, &caller, &target, &body, &mut facts);
+        (out, facts)
+    })
+    .await
+    .map_err(|_| internal("request handler failed"))?;
+    seen.facts = facts;
+    Ok(out?.to_string().into_bytes())
 }
 
 fn internal(what: &'static str) -> ApiError {

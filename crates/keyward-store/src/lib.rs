@@ -13,7 +13,7 @@ mod records;
 mod sqlite;
 
 pub use records::{
-    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, VersionRecord,
+    AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, VersionRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -114,4 +114,25 @@ pub trait Store: Send + Sync {
     fn access_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
     /// Removes an API access key.
     fn delete_access_key(&self, access_key_id: &str) -> Result<(), StoreError>;
+
+    /// How many keys are in each state (`Enabled`, `Disabled`, `PendingDeletion`,
+    /// `Destroyed`), for metrics.
+    fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Appends audit records (in sequence order, following the last one stored) and, if
+    /// given, a checkpoint, in one durable transaction.
+    fn append_audit(
+        &self,
+        records: &[AuditRow],
+        checkpoint: Option<&AuditRow>,
+    ) -> Result<(), StoreError>;
+    /// Removes the audit records after `records_after` and the checkpoints after the
+    /// first `checkpoints_kept`: undoes an append that another audit sink refused.
+    fn truncate_audit(&self, records_after: u64, checkpoints_kept: u64) -> Result<(), StoreError>;
+    /// Audit records after sequence number `after`, in order, at most `limit`.
+    fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
+    /// The last audit record.
+    fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError>;
+    /// Every audit checkpoint, oldest first (`time_ms` is 0: it is inside the line).
+    fn audit_checkpoints(&self) -> Result<Vec<AuditRow>, StoreError>;
 }

@@ -177,3 +177,15 @@ pub struct CertificateRecord {
     /// The certificate (DER).
     pub der: Vec<u8>,
 }
+
+/// One audit record or checkpoint as stored: its sequence number, its time and its JSON
+/// line exactly as hashed and signed (the store does not interpret it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// The record's sequence number (for a checkpoint: the record it covers).
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The JSON line.
+    pub line: String,
+}

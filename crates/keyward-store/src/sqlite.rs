@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::{
-    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, Store, StoreError,
-    VersionRecord,
+    AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, Store,
+    StoreError, VersionRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -76,6 +76,18 @@ CREATE TABLE certificates (
 );
 CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
 "#,
+    r#"
+CREATE TABLE audit_records (
+    seq     INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    line    TEXT NOT NULL
+);
+CREATE TABLE audit_checkpoints (
+    n    INTEGER PRIMARY KEY,
+    seq  INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+"#,
 ];
 
 const CERT_COLUMNS: &str = "serial, subject, not_before, not_after, issued_at, revoked_at, der";
@@ -102,28 +114,44 @@ const KEY_COLUMNS: &str = "key_id, created_at, description, state, deletion_date
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The audit log's own connection, so that a batch's commit (an fsync) never holds up
+    /// the KMS's reads; WAL lets both work at once.
+    audit: Mutex<Connection>,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    for (name, value) in [
+        ("synchronous", "FULL"),
+        ("foreign_keys", "ON"),
+        ("secure_delete", "ON"),
+    ] {
+        conn.pragma_update(None, name, value).map_err(backend)?;
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        for (name, value) in [
-            ("synchronous", "FULL"),
-            ("foreign_keys", "ON"),
-            ("secure_delete", "ON"),
-        ] {
-            conn.pragma_update(None, name, value).map_err(backend)?;
-        }
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend)?;
+        let conn = connect(path)?;
+        let audit = connect(path)?;
         let store = Self {
             conn: Mutex::new(conn),
+            audit: Mutex::new(audit),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    fn lock_audit(&self) -> MutexGuard<'_, Connection> {
+        self.audit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -676,6 +704,100 @@ impl Store for SqliteStore {
             }
         })
     }
+
+    fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT CASE WHEN destroyed THEN 'Destroyed' ELSE state END AS s, count(*) \
+                 FROM keys GROUP BY s ORDER BY s",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn append_audit(
+        &self,
+        records: &[AuditRow],
+        checkpoint: Option<&AuditRow>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock_audit();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit_records (seq, time_ms, line) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(backend)?;
+            for r in records {
+                insert
+                    .execute(params![r.seq as i64, r.time_ms, r.line])
+                    .map_err(backend)?;
+            }
+        }
+        if let Some(c) = checkpoint {
+            tx.execute(
+                "INSERT INTO audit_checkpoints (seq, line) VALUES (?1, ?2)",
+                params![c.seq as i64, c.line],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn truncate_audit(&self, records_after: u64, checkpoints_kept: u64) -> Result<(), StoreError> {
+        let mut conn = self.lock_audit();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM audit_records WHERE seq > ?1",
+            [records_after as i64],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM audit_checkpoints WHERE n > ?1",
+            [checkpoints_kept as i64],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let conn = self.lock_audit();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, time_ms, line FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![after as i64, limit as i64], audit_row)
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError> {
+        let conn = self.lock_audit();
+        conn.prepare_cached(
+            "SELECT seq, time_ms, line FROM audit_records ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.query_row([], audit_row).optional())
+        .map_err(backend)
+    }
+
+    fn audit_checkpoints(&self) -> Result<Vec<AuditRow>, StoreError> {
+        let conn = self.lock_audit();
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, 0, line FROM audit_checkpoints ORDER BY n")
+            .map_err(backend)?;
+        let rows = stmt.query_map([], audit_row).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
 }
 
 fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
@@ -684,5 +806,13 @@ fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
         principal: r.get(1)?,
         wrapped: r.get(2)?,
         created_at: r.get(3)?,
+    })
+}
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get::<_, i64>(0)?.max(0) as u64,
+        time_ms: r.get(1)?,
+        line: r.get(2)?,
     })
 }

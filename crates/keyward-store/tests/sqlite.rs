@@ -92,3 +92,8 @@ fn reopening_keeps_everything_and_newer_schemas_are_refused() {
         Err(keyward_store::StoreError::Corrupt(_))
     ));
 }
+
+#[test]
+fn audit_rows_append_page_and_undo() {
+    suite::audit_rows_append_page_and_undo(&open().1);
+}

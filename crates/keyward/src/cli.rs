@@ -52,7 +52,8 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// A TOML configuration file (keys: data_dir, listen, region, account, partition,
-    /// hostnames, client_auth, server_cert_ttl, tls_cert, tls_key, rate_limit).
+    /// hostnames, client_auth, server_cert_ttl, tls_cert, tls_key, rate_limit, audit_dir,
+    /// audit_checkpoint_records, audit_checkpoint_interval).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Where keyward keeps its database, root key and CA [env: KEYWARD_DATA_DIR]
@@ -92,6 +93,19 @@ pub(crate) struct ServeArgs {
     /// [default: 0].
     #[arg(long, value_name = "N")]
     pub(crate) rate_limit: Option<String>,
+    /// Where the audit log's JSON-lines copy is kept (audit.jsonl, checkpoints.jsonl)
+    /// [env: KEYWARD_AUDIT_DIR] [default: DATA_DIR/audit]. The other copy is in the
+    /// database; a request is answered only once its record is durable in both.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) audit_dir: Option<PathBuf>,
+    /// Sign an audit checkpoint every N records [env: KEYWARD_AUDIT_CHECKPOINT_RECORDS]
+    /// [default: 10000] ...
+    #[arg(long, value_name = "N")]
+    pub(crate) audit_checkpoint_records: Option<String>,
+    /// ... or after this long, e.g. 60s, 5m [env: KEYWARD_AUDIT_CHECKPOINT_INTERVAL]
+    /// [default: 60s], whichever comes first.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) audit_checkpoint_interval: Option<String>,
 }
 
 /// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.

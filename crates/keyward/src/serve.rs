@@ -30,6 +30,9 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     rate_limit: Option<f64>,
+    audit_dir: Option<PathBuf>,
+    audit_checkpoint_records: Option<u64>,
+    audit_checkpoint_interval: Option<String>,
 }
 
 /// Validated configuration.
@@ -40,6 +43,8 @@ struct Config {
     kms: KmsConfig,
     tls: keyward_server::tls::TlsSettings,
     rate_limit: Option<f64>,
+    /// `None` only with the benchmark-only KEYWARD_BENCH_NO_AUDIT.
+    audit: Option<keyward_server::audit::AuditSettings>,
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -164,6 +169,48 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         return Err(bad("rate_limit", "must be 0 (no limit) or more"));
     }
     let rate_limit = (rate_limit > 0.0).then_some(rate_limit);
+    let audit_dir = path_setting(&args.audit_dir, "KEYWARD_AUDIT_DIR", &file.audit_dir)
+        .unwrap_or_else(|| data_dir.join(keyward_server::audit::DEFAULT_DIR));
+    let records = match args
+        .audit_checkpoint_records
+        .clone()
+        .or_else(|| env("KEYWARD_AUDIT_CHECKPOINT_RECORDS"))
+    {
+        Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            bad(
+                "audit_checkpoint_records",
+                format!("{v:?} is not a positive number"),
+            )
+        })?,
+        None => file
+            .audit_checkpoint_records
+            .unwrap_or(keyward_server::audit::DEFAULT_EVERY.records),
+    };
+    if records == 0 {
+        return Err(bad("audit_checkpoint_records", "must be at least 1"));
+    }
+    let interval = match pick(
+        &args.audit_checkpoint_interval,
+        "KEYWARD_AUDIT_CHECKPOINT_INTERVAL",
+        &file.audit_checkpoint_interval,
+    ) {
+        Some(v) => {
+            let d = crate::cli::parse_ttl(&v).map_err(|e| bad("audit_checkpoint_interval", e))?;
+            std::time::Duration::try_from(d)
+                .ok()
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| bad("audit_checkpoint_interval", "must be at least 1s"))?
+        }
+        None => keyward_server::audit::DEFAULT_EVERY.interval,
+    };
+    let audit = if env("KEYWARD_BENCH_NO_AUDIT").is_some_and(|v| v == "1") {
+        None
+    } else {
+        Some(keyward_server::audit::AuditSettings {
+            dir: audit_dir,
+            every: keyward_server::audit::CheckpointEvery { records, interval },
+        })
+    };
     Ok(Config {
         data_dir,
         listen,
@@ -179,6 +226,7 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             provided,
         },
         rate_limit,
+        audit,
     })
 }
 
@@ -266,6 +314,18 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
     let tls = keyward_server::tls::TlsState::start(kms.clone(), config.tls.clone())
         .map_err(|e| failed("TLS")(&e))?;
     let tls = Arc::new(tls);
+    let audit = match &config.audit {
+        Some(settings) => Some(Arc::new(
+            keyward_server::audit::Auditor::start(&kms, settings)
+                .map_err(|e| failed("audit log")(&e))?,
+        )),
+        None => {
+            tracing::warn!(
+                "audit log off (KEYWARD_BENCH_NO_AUDIT): for benchmarks only, never in production"
+            );
+            None
+        }
+    };
     let ca_path = dir.join("ca.pem");
     write_file(&ca_path, tls.root_pem().as_bytes(), 0o644)?;
     let admin = first_admin_key(&kms, dir)?;
@@ -310,10 +370,22 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             config.rate_limit,
             config.rate_limit.map_or(1.0, |r| 2.0 * r),
         );
-        keyward_server::server::serve(tls, limits, listener, plain, shutdown_signal())
-            .await
-            .map_err(|e| failed("server")(&e))
+        keyward_server::server::serve(
+            tls,
+            audit.clone(),
+            limits,
+            listener,
+            plain,
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| failed("server")(&e))
     })?;
+    if let Some(audit) = &audit
+        && !audit.checkpoint_blocking()
+    {
+        eprintln!("keyward: the final audit checkpoint could not be written");
+    }
     eprintln!("keyward: stopped");
     Ok(())
 }

@@ -239,3 +239,38 @@ pub(crate) fn access_keys(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
 }
+
+pub(crate) fn audit_rows_append_page_and_undo(store: &dyn Store) {
+    use keyward_store::AuditRow;
+    let row = |seq: u64| AuditRow {
+        seq,
+        time_ms: 1000 + seq as i64,
+        line: format!("{{\"seq\":{seq}}}"),
+    };
+    assert_eq!(store.audit_tail().unwrap(), None);
+    let first: Vec<_> = (1..=3).map(row).collect();
+    store.append_audit(&first, None).unwrap();
+    store.append_audit(&[row(4)], Some(&row(4))).unwrap();
+    assert_eq!(store.audit_tail().unwrap(), Some(row(4)));
+    assert_eq!(store.audit_records(1, 2).unwrap(), vec![row(2), row(3)]);
+    assert_eq!(store.audit_checkpoints().unwrap().len(), 1);
+    // A sequence number stored twice is refused whole: nothing of the batch remains.
+    assert!(store.append_audit(&[row(5), row(4)], None).is_err());
+    assert_eq!(store.audit_tail().unwrap(), Some(row(4)));
+    // Undo back to 3 records and no checkpoint.
+    store.truncate_audit(3, 0).unwrap();
+    assert_eq!(store.audit_tail().unwrap(), Some(row(3)));
+    assert!(store.audit_checkpoints().unwrap().is_empty());
+    let mut k = key("counted");
+    store.create_key(&k, &version("counted", 1, b"w")).unwrap();
+    k.state = KeyState::Disabled;
+    k.generation = 2;
+    store.update_key(&k).unwrap();
+    store
+        .create_key(&key("other"), &version("other", 1, b"w"))
+        .unwrap();
+    assert_eq!(
+        store.key_counts().unwrap(),
+        vec![("Disabled".to_owned(), 1), ("Enabled".to_owned(), 1)]
+    );
+}
