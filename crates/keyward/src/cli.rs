@@ -36,6 +36,9 @@ pub(crate) enum Command {
     /// Certificates from the internal CA: issue, sign, revoke, list; check and renew.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The audit log: verify, export, query, report.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.

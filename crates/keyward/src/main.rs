@@ -8,6 +8,7 @@ use clap::Parser as _;
 
 mod access_key;
 mod admin;
+mod audit_cli;
 mod cli;
 mod envelope;
 mod files;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Key(command) => admin::run(&command),
         cli::Command::Ca(command) => pki_cli::ca(&command),
         cli::Command::Cert(command) => pki_cli::cert(&command),
+        cli::Command::Audit(command) => audit_cli::run(&command),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),
