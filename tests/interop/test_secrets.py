@@ -1,6 +1,8 @@
 """No secret in any log: after a workload that handles data keys, plaintexts and access-key
 secrets (allowed and refused requests, a second access key), neither the server's log (at
-debug level) nor /metrics contains any of them, in any encoding a log might use."""
+debug level), nor /metrics, nor the audit log (its JSON-lines copy and an export of the
+database's) contains any of them, in any encoding a log might use. Encryption-context
+values reach the audit log only HMAC'd."""
 
 import base64
 import os
@@ -12,6 +14,8 @@ import boto3
 import pytest
 
 KEYWARD_LOG = "debug"
+# An encryption-context value the audit log must keep only as an HMAC.
+CARD = "4111111111111111"
 
 
 def encodings(secret: bytes):
@@ -30,9 +34,9 @@ def test_no_secret_in_logs_or_metrics(server, client_env, keyward_bin):
     secrets = [os.environ["AWS_SECRET_ACCESS_KEY"].encode()]
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     for i in range(5):
-        dk = kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext={"n": str(i)})
+        dk = kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext={"n": str(i), "card": CARD})
         secrets.append(dk["Plaintext"])
-        again = kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"n": str(i)})
+        again = kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"n": str(i), "card": CARD})
         assert again["Plaintext"] == dk["Plaintext"]
         with pytest.raises(kms.exceptions.InvalidCiphertextException):
             kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"n": "wrong"})
@@ -72,7 +76,22 @@ def test_no_secret_in_logs_or_metrics(server, client_env, keyward_bin):
     server.log.flush()
     log = server.log_path.read_text()
     assert "GenerateDataKey" in log or "request" in log, "the debug log is not being written"
-    for haystack, name in [(log, "server log"), (metrics.decode(), "/metrics")]:
+    secrets.append(CARD.encode())
+    exported = server.data_dir.parent / "audit-export"
+    subprocess.run(
+        [keyward_bin, "audit", "export", "--data-dir", server.data_dir, "--out", exported],
+        check=True, capture_output=True,
+    )
+    audit_file = (server.data_dir / "audit" / "audit.jsonl").read_text()
+    audit_export = (exported / "audit.jsonl").read_text()
+    assert audit_file.count("\n") >= 20 and audit_export == audit_file, "the audit log is not being written"
+    assert '"card":"hmac-sha256:' in audit_file
+    for haystack, name in [
+        (log, "server log"),
+        (metrics.decode(), "/metrics"),
+        (audit_file, "audit file"),
+        (audit_export, "audit export"),
+    ]:
         for s in secrets:
             for form in encodings(s):
                 assert form not in haystack, f"a secret appears in the {name}"

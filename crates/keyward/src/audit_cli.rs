@@ -486,7 +486,7 @@ impl Filters {
             || e.principal
                 .as_deref()
                 .is_some_and(|p| self.principals.iter().any(|q| q == p));
-        let op_ok = self.operations.is_empty() || self.operations.iter().any(|o| *o == e.operation);
+        let op_ok = self.operations.is_empty() || self.operations.contains(&e.operation);
         let outcome_ok = match self.outcome {
             None => true,
             Some(OutcomeArg::Allowed) => e.outcome == Outcome::Allowed,
@@ -584,8 +584,9 @@ fn csv_field(s: &str) -> String {
 }
 
 fn report(args: &ReportArgs) -> Result<(), CliError> {
-    let mut groups: BTreeMap<(String, String, String, &'static str), (u64, i64, i64)> =
-        BTreeMap::new();
+    // (key, principal, operation, outcome) -> (count, first, last)
+    type Group = (String, String, String, &'static str);
+    let mut groups: BTreeMap<Group, (u64, i64, i64)> = BTreeMap::new();
     each_record(&args.source, &args.filters, |r| {
         let e = r.event;
         let g = groups
