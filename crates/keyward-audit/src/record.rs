@@ -79,26 +79,59 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// A record without its hash, borrowed: what the hash covers, serialized exactly as
+/// [`Record`] is but for its last member.
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    seq: u64,
+    prev: &'a str,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// `body` (a JSON object) with `"hash"` appended as its last member: what serde writes
+/// for the whole [`Record`], without serializing it again.
+fn with_hash(mut body: String, hash: &str) -> String {
+    body.pop(); // the closing brace
+    body.push_str(",\"hash\":\"");
+    body.push_str(hash);
+    body.push_str("\"}");
+    body
+}
+
 impl Record {
     /// Chains `event` after a record whose hash is `prev`, as number `seq`.
     pub fn chain(seq: u64, prev: &str, event: Event) -> Self {
-        let mut record = Self {
+        Self::chain_line(seq, prev, event).0
+    }
+
+    /// [`Record::chain`], also giving the record's line (serialized once for both).
+    pub fn chain_line(seq: u64, prev: &str, event: Event) -> (Self, String) {
+        let body = serde_json::to_string(&Unhashed {
+            seq,
+            prev,
+            event: &event,
+        })
+        .unwrap_or_default();
+        let hash = hex(digest::digest(&digest::SHA256, body.as_bytes()).as_ref());
+        let line = with_hash(body, &hash);
+        let record = Self {
             seq,
             prev: prev.to_owned(),
             event,
-            hash: String::new(),
+            hash,
         };
-        record.hash = record.computed_hash();
-        record
+        (record, line)
     }
 
     /// The JSON the hash covers: this record without `hash`.
     pub fn body(&self) -> String {
-        let unhashed = Self {
-            hash: String::new(),
-            ..self.clone()
-        };
-        serde_json::to_string(&unhashed).unwrap_or_default()
+        serde_json::to_string(&Unhashed {
+            seq: self.seq,
+            prev: &self.prev,
+            event: &self.event,
+        })
+        .unwrap_or_default()
     }
 
     /// The hash this record should have.
@@ -108,7 +141,7 @@ impl Record {
 
     /// The record as one line of JSON (no newline).
     pub fn line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        with_hash(self.body(), &self.hash)
     }
 }
 
@@ -154,6 +187,14 @@ mod tests {
         let mut changed = r.clone();
         changed.prev = "1".repeat(64);
         assert_ne!(changed.computed_hash(), r.hash);
+    }
+
+    #[test]
+    fn the_line_is_what_serde_writes_for_the_record() {
+        let (r, line) = Record::chain_line(7, GENESIS, event(7));
+        assert_eq!(line, serde_json::to_string(&r).unwrap());
+        assert_eq!(r.line(), line);
+        assert_eq!(r, Record::chain(7, GENESIS, event(7)));
     }
 
     #[test]

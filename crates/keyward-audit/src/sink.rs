@@ -16,6 +16,17 @@ pub const RECORDS: &str = "audit.jsonl";
 /// The checkpoints file's name.
 pub const CHECKPOINTS: &str = "checkpoints.jsonl";
 
+/// When appended records reach stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `fdatasync` before a batch is acknowledged: a record survives a power loss.
+    EveryBatch,
+    /// Written to the operating system before a batch is acknowledged (a record survives
+    /// the process being killed), `fdatasync`ed within this long: a power loss may lose
+    /// the records of that last interval. Checkpoints are always synced at once.
+    Within(std::time::Duration),
+}
+
 /// Appends to `audit.jsonl` and `checkpoints.jsonl` in a directory.
 #[derive(Debug)]
 pub struct FileSink {
@@ -24,6 +35,9 @@ pub struct FileSink {
     checkpoints: File,
     /// File lengths before the last append, to undo it.
     before: Option<(u64, u64)>,
+    policy: SyncPolicy,
+    /// Since when records have been written but not synced.
+    unsynced: Option<std::time::Instant>,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -66,8 +80,13 @@ fn drop_partial_line(file: &mut File) -> io::Result<()> {
 }
 
 impl FileSink {
-    /// Opens (creating, mode 0700/0600) the sink in `dir`.
+    /// Opens (creating, mode 0700/0600) the sink in `dir`, syncing every batch.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir, SyncPolicy::EveryBatch)
+    }
+
+    /// [`FileSink::open`] with a sync policy.
+    pub fn open_with(dir: &Path, policy: SyncPolicy) -> io::Result<Self> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -81,6 +100,8 @@ impl FileSink {
             records,
             checkpoints,
             before: None,
+            policy,
+            unsynced: None,
         })
     }
 
@@ -133,20 +154,34 @@ pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Checkpoint>> {
 }
 
 impl Sink for FileSink {
-    fn append(&mut self, records: &[Record], checkpoint: Option<&Checkpoint>) -> io::Result<()> {
+    fn append(
+        &mut self,
+        records: &[Record],
+        lines: &[String],
+        checkpoint: Option<&Checkpoint>,
+    ) -> io::Result<()> {
         let before = (
             self.records.metadata()?.len(),
             self.checkpoints.metadata()?.len(),
         );
         let result = (|| {
             if !records.is_empty() {
-                let mut text = String::new();
-                for r in records {
-                    text.push_str(&r.line());
+                let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+                for line in lines {
+                    text.push_str(line);
                     text.push('\n');
                 }
                 self.records.write_all(text.as_bytes())?;
-                self.records.sync_data()?;
+                match self.policy {
+                    SyncPolicy::EveryBatch => self.records.sync_data()?,
+                    SyncPolicy::Within(d) => {
+                        let since = *self.unsynced.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= d {
+                            self.records.sync_data()?;
+                            self.unsynced = None;
+                        }
+                    }
+                }
             }
             if let Some(c) = checkpoint {
                 let mut line = serde_json::to_string(c)
@@ -168,6 +203,16 @@ impl Sink for FileSink {
                 Err(e)
             }
         }
+    }
+
+    fn needs_sync(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.records.sync_data()?;
+        self.unsynced = None;
+        Ok(())
     }
 
     fn undo_last(&mut self) -> io::Result<()> {

@@ -31,16 +31,31 @@ pub struct Chain {
 
 /// A durable destination for records and checkpoints.
 pub trait Sink: Send {
-    /// Appends records and, if given, a checkpoint; durable when it returns `Ok`. On
-    /// error, nothing of this call may remain.
+    /// Appends records (with their lines, `lines[i]` being `records[i].line()`) and, if
+    /// given, a checkpoint; durable when it returns `Ok`. On error, nothing of this call
+    /// may remain.
     fn append(
         &mut self,
         records: &[Record],
+        lines: &[String],
         checkpoint: Option<&Checkpoint>,
     ) -> std::io::Result<()>;
     /// Removes what the last successful `append` added (when a later sink failed).
     fn undo_last(&mut self) -> std::io::Result<()>;
+    /// Whether the sink holds appended records that it has not yet forced to stable
+    /// storage (a sink that syncs within a bounded time rather than per batch); the
+    /// writer syncs it once no records have come for a few milliseconds.
+    fn needs_sync(&self) -> bool {
+        false
+    }
+    /// Forces what was appended to stable storage.
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
+
+/// How often the writer looks for sinks that owe a sync.
+const SYNC_POLL: Duration = Duration::from_millis(5);
 
 /// The audit log could not make a record durable; the operation must be refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -173,8 +188,14 @@ impl Writer {
             } else {
                 RETRY_EVERY.min(self.every.interval)
             };
+            let owed = self.sinks.iter().any(|s| s.needs_sync());
+            let wait = if owed { wait.min(SYNC_POLL) } else { wait };
             let first = match rx.recv_timeout(wait) {
                 Ok(Msg::Record(p)) => p,
+                Err(mpsc::RecvTimeoutError::Timeout) if owed => {
+                    self.sync_sinks();
+                    continue;
+                }
                 Ok(Msg::Checkpoint(done)) => {
                     self.idle_checkpoint();
                     let _ = done.send(self.checkpointed == self.chain.seq);
@@ -214,9 +235,14 @@ impl Writer {
                 || self.checkpoint_at.elapsed() >= self.every.interval)
     }
 
-    fn write(&mut self, records: &[Record], checkpoint: Option<&Checkpoint>) -> bool {
+    fn write(
+        &mut self,
+        records: &[Record],
+        lines: &[String],
+        checkpoint: Option<&Checkpoint>,
+    ) -> bool {
         for i in 0..self.sinks.len() {
-            if let Err(e) = self.sinks[i].append(records, checkpoint) {
+            if let Err(e) = self.sinks[i].append(records, lines, checkpoint) {
                 if self.healthy.load(Ordering::Acquire) {
                     eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
                 }
@@ -237,12 +263,14 @@ impl Writer {
         let mut seq = self.chain.seq;
         let mut prev = self.chain.hash.clone();
         let mut records = Vec::with_capacity(batch.len());
+        let mut lines = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for p in batch {
             seq += 1;
-            let r = Record::chain(seq, &prev, p.event);
+            let (r, line) = Record::chain_line(seq, &prev, p.event);
             prev.clone_from(&r.hash);
             records.push(r);
+            lines.push(line);
             waiting.push(p.done);
         }
         let checkpoint = if self.due(seq) {
@@ -250,7 +278,7 @@ impl Writer {
         } else {
             None
         };
-        if self.write(&records, checkpoint.as_ref()) {
+        if self.write(&records, &lines, checkpoint.as_ref()) {
             self.chain = crate::writer::Chain { seq, hash: prev };
             if checkpoint.is_some() {
                 self.checkpointed = seq;
@@ -266,11 +294,22 @@ impl Writer {
         }
     }
 
+    fn sync_sinks(&mut self) {
+        for sink in &mut self.sinks {
+            if sink.needs_sync()
+                && let Err(e) = sink.sync()
+            {
+                eprintln!("keyward: audit sink failed to sync, refusing audited operations: {e}");
+                self.healthy.store(false, Ordering::Release);
+            }
+        }
+    }
+
     fn idle_checkpoint(&mut self) {
         let failing = !self.healthy.load(Ordering::Acquire);
         if (self.chain.seq > self.checkpointed || failing)
             && let Some(c) = self.signer.sign(self.chain.seq, &self.chain.hash, now_ms())
-            && self.write(&[], Some(&c))
+            && self.write(&[], &[], Some(&c))
         {
             self.checkpointed = self.chain.seq;
             self.checkpoint_at = Instant::now();

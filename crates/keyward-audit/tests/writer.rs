@@ -90,6 +90,7 @@ impl Sink for Flaky {
     fn append(
         &mut self,
         _: &[Record],
+        _: &[String],
         _: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
         if *self.fail.lock().unwrap() {

@@ -41,6 +41,8 @@ pub struct AuditSettings {
     pub dir: PathBuf,
     /// Checkpoint every this many records or this long.
     pub every: CheckpointEvery,
+    /// When the file sink's records reach stable storage.
+    pub sync: keyward_audit::sink::SyncPolicy,
 }
 
 /// The running audit log with its keys and its numbers for `/metrics`.
@@ -94,11 +96,11 @@ struct StoreSink {
     before: Option<(u64, u64)>,
 }
 
-fn row(r: &Record) -> AuditRow {
+fn row(r: &Record, line: String) -> AuditRow {
     AuditRow {
         seq: r.seq,
         time_ms: r.event.time_ms,
-        line: r.line(),
+        line,
     }
 }
 
@@ -110,9 +112,14 @@ impl Sink for StoreSink {
     fn append(
         &mut self,
         records: &[Record],
+        lines: &[String],
         checkpoint: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
-        let rows: Vec<AuditRow> = records.iter().map(row).collect();
+        let rows: Vec<AuditRow> = records
+            .iter()
+            .zip(lines)
+            .map(|(r, l)| row(r, l.clone()))
+            .collect();
         let checkpoint = match checkpoint {
             Some(c) => Some(AuditRow {
                 seq: c.seq,
@@ -214,7 +221,8 @@ fn reconcile(
             records = missing.len(),
             "audit: copying records the file sink lacks from the store"
         );
-        file.append(&missing, None)
+        let lines: Vec<String> = missing.iter().map(Record::line).collect();
+        file.append(&missing, &lines, None)
             .map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
     } else if in_file.seq > in_store.seq {
         let missing = file_records_after(file.dir(), in_store.seq)?;
@@ -225,7 +233,7 @@ fn reconcile(
             records = missing.len(),
             "audit: copying records the store lacks from the file sink"
         );
-        let rows: Vec<AuditRow> = missing.iter().map(row).collect();
+        let rows: Vec<AuditRow> = missing.iter().map(|r| row(r, r.line())).collect();
         store.append_audit(&rows, None)?;
     } else if in_store.hash != in_file.hash {
         return Err(disagree(in_store.seq));
@@ -246,9 +254,10 @@ impl Auditor {
     pub fn start(kms: &Kms, settings: &AuditSettings) -> Result<Self, ServerError> {
         let (hmac, signer) = keys(kms)?;
         let public_key = signer.public_key().to_owned();
-        let mut file = keyward_audit::sink::FileSink::open(&settings.dir).map_err(|e| {
-            ServerError::Internal(format!("audit directory {}: {e}", settings.dir.display()))
-        })?;
+        let mut file = keyward_audit::sink::FileSink::open_with(&settings.dir, settings.sync)
+            .map_err(|e| {
+                ServerError::Internal(format!("audit directory {}: {e}", settings.dir.display()))
+            })?;
         let chain = reconcile(kms.store(), &mut file)?;
         let store_sink = StoreSink {
             store: kms.store().clone(),

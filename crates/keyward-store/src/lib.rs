@@ -120,7 +120,9 @@ pub trait Store: Send + Sync {
     fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Appends audit records (in sequence order, following the last one stored) and, if
-    /// given, a checkpoint, in one durable transaction.
+    /// given, a checkpoint, in one transaction. Unlike every other method, it need only
+    /// survive a crash of the process, not a power loss: the audit log's file sink is its
+    /// power-loss copy, from which the server restores what the store lacks at start.
     fn append_audit(
         &self,
         records: &[AuditRow],

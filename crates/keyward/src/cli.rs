@@ -109,6 +109,12 @@ pub(crate) struct ServeArgs {
     /// [default: 60s], whichever comes first.
     #[arg(long, value_name = "DURATION")]
     pub(crate) audit_checkpoint_interval: Option<String>,
+    /// When audit records reach the disk: `batch` (fsync before each answer: a record
+    /// survives a power loss) or `interval` (written before each answer, so it survives
+    /// the process being killed; fsynced within 10 ms: a power loss may lose the last
+    /// 10 ms of records) [env: KEYWARD_AUDIT_SYNC] [default: batch].
+    #[arg(long, value_name = "MODE")]
+    pub(crate) audit_sync: Option<String>,
 }
 
 /// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.

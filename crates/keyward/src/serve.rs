@@ -14,6 +14,9 @@ use serde::Deserialize;
 use crate::cli::ServeArgs;
 use crate::files::CliError;
 
+/// With `audit_sync = "interval"`, how long audit records may wait for an fsync.
+const AUDIT_SYNC_WITHIN: Duration = Duration::from_millis(10);
+
 /// The configuration file's shape; every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +36,7 @@ struct FileConfig {
     audit_dir: Option<PathBuf>,
     audit_checkpoint_records: Option<u64>,
     audit_checkpoint_interval: Option<String>,
+    audit_sync: Option<String>,
 }
 
 /// Validated configuration.
@@ -203,12 +207,26 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         }
         None => keyward_server::audit::DEFAULT_EVERY.interval,
     };
+    let sync = match pick(&args.audit_sync, "KEYWARD_AUDIT_SYNC", &file.audit_sync)
+        .as_deref()
+        .unwrap_or("batch")
+    {
+        "batch" => keyward_audit::sink::SyncPolicy::EveryBatch,
+        "interval" => keyward_audit::sink::SyncPolicy::Within(AUDIT_SYNC_WITHIN),
+        other => {
+            return Err(bad(
+                "audit_sync",
+                format!("{other:?}: use batch or interval"),
+            ));
+        }
+    };
     let audit = if env("KEYWARD_BENCH_NO_AUDIT").is_some_and(|v| v == "1") {
         None
     } else {
         Some(keyward_server::audit::AuditSettings {
             dir: audit_dir,
             every: keyward_server::audit::CheckpointEvery { records, interval },
+            sync,
         })
     };
     Ok(Config {
