@@ -196,8 +196,7 @@ impl Report {
                 let kx = c.key_exchange.as_ref().map_or(String::new(), |k| {
                     format!("{} {} {}", k.kind, k.group.as_deref().unwrap_or(""), k.bits)
                 });
-                let _ = writeln!(
-                    out,
+                let line = format!(
                     "  {:<8} {:<48} {:<5} {:<6} {:<22} {}",
                     v.version,
                     c.name,
@@ -206,6 +205,7 @@ impl Report {
                     kx,
                     c.weaknesses.join(",")
                 );
+                let _ = writeln!(out, "{}", line.trim_end());
             }
         }
         let names: Vec<_> = s.groups.iter().map(|g| g.name.as_str()).collect();
