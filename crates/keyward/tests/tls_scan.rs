@@ -199,6 +199,52 @@ fn refusals() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Hostile servers: one that accepts and never answers, one that dribbles a byte at a
+    // time, one that sends endless garbage records. Each probe is cut off at its
+    // deadline, so the whole scan stays within a few timeouts, and the verdict is exit 2.
+    for behaviour in ["stall", "dribble", "flood"] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    use std::io::Write as _;
+                    let end = Instant::now() + Duration::from_secs(8);
+                    let mut first = true;
+                    while Instant::now() < end {
+                        let sent = match behaviour {
+                            "stall" => Ok(()),
+                            // A record header promising 16 KiB, then one byte every 100 ms.
+                            "dribble" if first => conn.write_all(&[22, 3, 3, 0x40, 0]),
+                            "dribble" => conn.write_all(&[2]),
+                            // Endless ChangeCipherSpec records.
+                            _ => conn.write_all(&[20, 3, 3, 0, 1, 1].repeat(1000)),
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                        first = false;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
+        let started = Instant::now();
+        let out = scan(&[&addr.to_string(), "--timeout", "1"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{behaviour}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{behaviour}: took {:?}",
+            started.elapsed()
+        );
+    }
+
     // Bad flags: exit 64 naming the flag, before any connection.
     let missing = Path::new("/nonexistent/ca.pem").to_str().unwrap();
     for (args, flag) in [
