@@ -98,9 +98,28 @@ impl ResolvesClientCert for RecordingResolver {
     }
 }
 
+/// What was learnt about the certificate and client authentication.
+#[derive(Debug)]
+pub struct Obtained {
+    /// The certificate, if one was received and parsed.
+    pub report: Option<CertReport>,
+    /// `not_requested`, `optional`, `required`, `requested` or `unknown`.
+    pub client_auth: String,
+    /// Why there is no certificate.
+    pub error: Option<String>,
+}
+
+fn unknown(error: String) -> Obtained {
+    Obtained {
+        report: None,
+        client_auth: "unknown".to_owned(),
+        error: Some(error),
+    }
+}
+
 /// The certificate and client-auth requirement of a TLS 1.3 server, from a rustls
 /// handshake (presenting `--client-cert` if given).
-pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> (Option<CertReport>, String) {
+pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> Obtained {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let verifier = Arc::new(DangerousCapturingVerifier {
         seen: Mutex::new(None),
@@ -116,32 +135,35 @@ pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> (Option<CertReport>
         key,
         asked: AtomicBool::new(false),
     });
-    let unknown = || (None, "unknown".to_owned());
-    let Ok(builder) = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = match rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-    else {
-        return unknown();
+    {
+        Ok(b) => b,
+        Err(e) => return unknown(format!("TLS client: {e}")),
     };
     let config = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_client_cert_resolver(resolver.clone());
     let Ok(name) = ServerName::try_from(options.server_name().to_owned()) else {
-        return unknown();
+        return unknown("the server name is not a DNS name or IP address".into());
     };
-    let Ok(mut conn) = rustls::ClientConnection::new(Arc::new(config), name) else {
-        return unknown();
+    let mut conn = match rustls::ClientConnection::new(Arc::new(config), name) {
+        Ok(c) => c,
+        Err(e) => return unknown(format!("TLS client: {e}")),
     };
-    let Ok(mut sock) = prober.connect() else {
-        return unknown();
+    let mut sock = match prober.connect() {
+        Ok(s) => s,
+        Err(e) => return unknown(format!("TLS 1.3 handshake: {e}")),
     };
-    let mut handshake_ok = true;
+    let mut handshake_error = None;
     while conn.is_handshaking() {
-        if conn.complete_io(&mut sock).is_err() {
-            handshake_ok = false;
+        if let Err(e) = conn.complete_io(&mut sock) {
+            handshake_error = Some(format!("TLS 1.3 handshake: {e}"));
             break;
         }
     }
+    let handshake_ok = handshake_error.is_none();
     // A server that requires a client certificate refuses the empty one after the
     // handshake, with an alert on the first read.
     let mut refused = false;
@@ -176,15 +198,20 @@ pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> (Option<CertReport>
     let seen = verifier.seen.lock().ok().and_then(|s| s.clone());
     let report =
         seen.and_then(|(chain, ocsp)| describe(&chain, ocsp, options, "TLSv1.3 handshake"));
-    (report, client_auth.to_owned())
+    let error = match (&report, handshake_error) {
+        (Some(_), _) => None,
+        (None, Some(e)) => Some(e),
+        (None, None) => Some("the leaf certificate could not be parsed".to_owned()),
+    };
+    Obtained {
+        report,
+        client_auth: client_auth.to_owned(),
+        error,
+    }
 }
 
 /// The certificate and client-auth request of a TLS 1.2-or-older server, from its flight.
-pub fn from_flight(
-    options: &ScanOptions,
-    flight: &Flight,
-    version: &str,
-) -> (Option<CertReport>, String) {
+pub fn from_flight(options: &ScanOptions, flight: &Flight, version: &str) -> Obtained {
     let chain: Vec<CertificateDer<'static>> = flight
         .certificates
         .iter()
@@ -196,10 +223,15 @@ pub fn from_flight(
     } else {
         "not_requested"
     };
-    (
-        describe(&chain, flight.ocsp_stapled, options, &source),
-        client_auth.to_owned(),
-    )
+    let report = describe(&chain, flight.ocsp_stapled, options, &source);
+    let error = report
+        .is_none()
+        .then(|| format!("the leaf certificate in the {source} could not be parsed"));
+    Obtained {
+        report,
+        client_auth: client_auth.to_owned(),
+        error,
+    }
 }
 
 /// Validates `chain` (leaf first) to `roots` for `name` now: `Ok(())`, or why not.

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,12 +28,18 @@ const DEFAULT_GROUPS: [u16; 9] = [
     0x001D, 0x0017, 0x0018, 0x0019, 0x001E, 0x11EC, 0x0100, 0x0101, 0x0102,
 ];
 
+/// The whole scan gets this many probe timeouts; after that no probe starts and the
+/// result is marked incomplete.
+pub const SCAN_BUDGET_TIMEOUTS: u32 = 8;
+
 /// Where and how to connect.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Prober {
     addr: SocketAddr,
     sni: Option<String>,
     timeout: Duration,
+    deadline: Instant,
+    ran_out: AtomicBool,
 }
 
 /// A stream whose every read gets only the time left before one deadline, so a server
@@ -71,13 +78,30 @@ impl Prober {
             addr,
             sni: options.sni_to_send().map(str::to_owned),
             timeout: options.timeout,
+            deadline: Instant::now() + options.timeout * SCAN_BUDGET_TIMEOUTS,
+            ran_out: AtomicBool::new(false),
         })
+    }
+
+    /// The time a probe starting now may take: the timeout, cut to the scan's deadline.
+    fn allowance(&self) -> Result<Duration, WireError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.ran_out.store(true, Ordering::SeqCst);
+            return Err(WireError::Timeout);
+        }
+        Ok(left.min(self.timeout))
+    }
+
+    /// Whether the scan's deadline cut some probe short.
+    pub fn ran_out(&self) -> bool {
+        self.ran_out.load(Ordering::SeqCst)
     }
 
     /// A connected stream with write and read timeouts.
     pub fn connect(&self) -> Result<TcpStream, WireError> {
-        let stream =
-            TcpStream::connect_timeout(&self.addr, self.timeout).map_err(WireError::from_io)?;
+        let stream = TcpStream::connect_timeout(&self.addr, self.allowance()?)
+            .map_err(WireError::from_io)?;
         stream
             .set_write_timeout(Some(self.timeout))
             .and_then(|()| stream.set_read_timeout(Some(self.timeout)))
@@ -100,11 +124,16 @@ impl Prober {
         let record = ClientHello::new(offer)?.encode()?;
         let mut stream = self.connect()?;
         stream.write_all(&record).map_err(WireError::from_io)?;
+        let until = Instant::now() + self.allowance()?;
         let mut reader = Deadline {
             stream: &stream,
-            until: Instant::now() + self.timeout,
+            until,
         };
-        read_response(&mut reader, depth)
+        let answer = read_response(&mut reader, depth);
+        if matches!(answer, Err(WireError::Timeout)) && until >= self.deadline {
+            self.ran_out.store(true, Ordering::SeqCst);
+        }
+        answer
     }
 
     /// The suites accepted with `v` (SSL 3.0 to TLS 1.2), each with its flight.
@@ -346,19 +375,30 @@ pub fn scan(options: &ScanOptions) -> Result<ScanResult, ScanError> {
     let extended_master_secret = all(|f| f.hello.extended_master_secret);
     let secure_renegotiation = all(|f| f.hello.secure_renegotiation);
 
-    let (certificate, client_auth) = if highest == version::TLS13 {
-        cert::from_tls13(options, &prober)
-    } else {
-        let flight = legacy
+    let legacy_cert = || {
+        legacy
             .iter()
             .rev()
             .find(|f| !f.certificates.is_empty())
-            .copied();
-        match flight {
-            Some(f) => cert::from_flight(options, f, version::name(highest)),
-            None => (None, "unknown".to_owned()),
-        }
+            .zip(top_legacy)
+            .map(|(f, v)| cert::from_flight(options, f, version::name(v)))
     };
+    let mut obtained = if highest == version::TLS13 {
+        cert::from_tls13(options, &prober)
+    } else {
+        legacy_cert().unwrap_or(cert::Obtained {
+            report: None,
+            client_auth: "unknown".to_owned(),
+            error: Some("no Certificate message was received".to_owned()),
+        })
+    };
+    if obtained.report.is_none() {
+        // A TLS 1.3 handshake rustls cannot complete (say, only groups it lacks): the
+        // certificate of an older version is still the server's.
+        if let Some(older) = legacy_cert().filter(|o| o.report.is_some()) {
+            obtained = older;
+        }
+    }
 
     Ok(ScanResult {
         target,
@@ -366,8 +406,10 @@ pub fn scan(options: &ScanOptions) -> Result<ScanResult, ScanError> {
         versions,
         groups,
         groups_probed_with: Some(version::name(highest).to_owned()),
-        certificate,
-        client_auth,
+        certificate: obtained.report,
+        certificate_error: obtained.error,
+        client_auth: obtained.client_auth,
+        incomplete: prober.ran_out(),
         compression,
         extended_master_secret,
         secure_renegotiation,

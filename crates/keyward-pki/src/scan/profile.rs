@@ -169,11 +169,21 @@ impl Profile {
             });
         };
 
+        if scan.incomplete {
+            add(
+                "scan_incomplete",
+                "The scan ran out of time before every probe was done; the server may accept more than reported.".into(),
+            );
+        }
+
         // The certificate.
         match &scan.certificate {
             None => add(
                 "certificate_path_validation",
-                "No certificate was received.".into(),
+                format!(
+                    "No certificate was received: {}.",
+                    scan.certificate_error.as_deref().unwrap_or("unknown")
+                ),
             ),
             Some(c) => {
                 if c.validation != "valid" {

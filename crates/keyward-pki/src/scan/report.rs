@@ -20,6 +20,8 @@ pub struct ScanResult {
     pub groups_probed_with: Option<String>,
     /// The leaf certificate and its chain, if one was received.
     pub certificate: Option<CertReport>,
+    /// Why there is no certificate, if there is none.
+    pub certificate_error: Option<String>,
     /// Whether the server asks for a client certificate: `not_requested`, `optional`,
     /// `required` or `unknown`.
     pub client_auth: String,
@@ -30,6 +32,9 @@ pub struct ScanResult {
     pub extended_master_secret: Option<bool>,
     /// Whether the server echoed renegotiation_info (TLS 1.2 and older).
     pub secure_renegotiation: Option<bool>,
+    /// Whether the scan's time budget ran out before every probe was done (then the
+    /// result may miss accepted versions, suites or groups).
+    pub incomplete: bool,
     /// How long the scan took, in milliseconds.
     pub duration_ms: u64,
 }
@@ -222,7 +227,12 @@ impl Report {
                 "\nCertificate   ({}, chain of {})",
                 c.source, c.chain_length
             );
-            let _ = writeln!(out, "  subject     {}", c.subject);
+            let subject = if c.subject.is_empty() {
+                "(empty)"
+            } else {
+                &c.subject
+            };
+            let _ = writeln!(out, "  subject     {subject}");
             let _ = writeln!(out, "  issuer      {}", c.issuer);
             let mut sans = c.dns_names.clone();
             sans.extend(c.ip_addresses.iter().cloned());
@@ -265,7 +275,8 @@ impl Report {
                 if c.ocsp_stapled { "yes" } else { "no" }
             );
         } else {
-            let _ = writeln!(out, "\nCertificate   none received");
+            let why = s.certificate_error.as_deref().unwrap_or("");
+            let _ = writeln!(out, "\nCertificate   none received: {why}");
         }
         let _ = writeln!(
             out,

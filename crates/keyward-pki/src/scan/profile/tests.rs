@@ -76,6 +76,8 @@ fn keyward_like() -> ScanResult {
             hostname_matches: true,
             ocsp_stapled: false,
         }),
+        certificate_error: None,
+        incomplete: false,
         client_auth: "optional".into(),
         compression: None,
         extended_master_secret: None,
@@ -200,4 +202,19 @@ fn profiles_parse() {
     assert_eq!("modern".parse(), Ok(Profile::Modern));
     assert_eq!("internal".parse(), Ok(Profile::Internal));
     assert!("old".parse::<Profile>().is_err());
+}
+
+#[test]
+fn an_incomplete_scan_is_never_compliant() {
+    let mut scan = keyward_like();
+    scan.incomplete = true;
+    for p in [Profile::Modern, Profile::Intermediate, Profile::Internal] {
+        assert_eq!(criteria(p, &scan), ["scan_incomplete"]);
+    }
+    scan.incomplete = false;
+    scan.certificate = None;
+    scan.certificate_error = Some("TLS 1.3 handshake: boom".into());
+    let f = Profile::Modern.check(&scan);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("boom"), "{}", f[0].message);
 }
