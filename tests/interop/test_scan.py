@@ -5,7 +5,7 @@ failing criteria, and see the same accepted versions, cipher suites and curves.
 Targets: a fresh `keyward serve`; an nginx (OpenSSL 3) set up as Mozilla's intermediate
 profile says, with an ECDSA certificate from keyward's CA; and an nginx deliberately
 weakened (TLS 1.0 and 1.1, CBC suites, RSA key exchange) with an RSA certificate from
-keyward's CA. The nginx processes run from a temporary directory on free loopback ports
+keyward's CA, plus DHE with a 1024-bit group. The nginx processes run from a temporary directory on free loopback ports
 and are killed at the end. Without nginx the module fails under CI and skips otherwise.
 """
 
@@ -28,10 +28,19 @@ INTERMEDIATE_CIPHERS = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 )
-# Weak on purpose: CBC, RSA key exchange (no forward secrecy), TLS 1.0 needs SECLEVEL 0.
+# Weak on purpose: CBC, RSA key exchange (no forward secrecy), DHE with a 1024-bit group;
+# TLS 1.0 needs SECLEVEL 0.
 WEAK_CIPHERS = (
-    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-SHA:AES128-GCM-SHA256:@SECLEVEL=0"
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA:DHE-RSA-AES128-GCM-SHA256:AES128-SHA:AES256-SHA:"
+    "AES128-GCM-SHA256:@SECLEVEL=0"
 )
+# The 1024-bit MODP group of RFC 2409 §6.2 (public parameters, too small on purpose).
+DH_1024 = """-----BEGIN DH PARAMETERS-----
+MIGHAoGBAP//////////yQ/aoiFowjTExmKLgNwc0SkCTgiKZ8x0Agu+pjsTmyJR
+Sgh5jjQE3e+VGbPNOkMbMCsKbfJfFDdP4TVtbVHCReSFtXZiXn7G9ExC6aY37WsL
+/1y29Aa37e44a/taiZ+lrp8kEXxLH+ZJKGZR7OZTgf//////////AgEC
+-----END DH PARAMETERS-----
+"""
 
 SSLYZE_VERSIONS = {
     "ssl_3_0": "SSLv3",
@@ -47,7 +56,7 @@ CASES = {
     ("keyward", "intermediate"): set(),
     ("nginx-intermediate", "intermediate"): set(),
     ("nginx-intermediate", "modern"): {"tls_versions", "ciphers"},
-    ("nginx-weak", "intermediate"): {"tls_versions", "ciphers"},
+    ("nginx-weak", "intermediate"): {"tls_versions", "ciphers", "dh_param_size"},
     ("nginx-weak", "modern"): {"tls_versions", "ciphers", "certificate_types"},
 }
 
@@ -80,11 +89,12 @@ def free_port():
 class Nginx:
     """A throwaway nginx in the foreground, one TLS server, its files in `root`."""
 
-    def __init__(self, binary, root, cert, key, protocols, ciphers):
+    def __init__(self, binary, root, cert, key, protocols, ciphers, dhparam=None):
         root.mkdir(parents=True)
         self.root = root
         self.port = free_port()
         conf = root / "nginx.conf"
+        dh = f"ssl_dhparam {dhparam};" if dhparam else ""
         temp = " ".join(f"{k}_temp_path {root / k};" for k in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
         conf.write_text(
             f"""daemon off;
@@ -104,6 +114,7 @@ http {{
     ssl_ciphers '{ciphers}';
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
     ssl_prefer_server_ciphers off;
+    {dh}
     location / {{ return 200 "ok\\n"; }}
   }}
 }}
@@ -164,13 +175,14 @@ def targets(server, keyward_bin, nginx_bin, tmp_path_factory):
     (tmp / "rsa.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     keyward(keyward_bin, "cert", "sign", "--csr", str(tmp / "rsa.csr"), "--dns", "localhost", "--out", str(tmp / "rsa.pem"), *data)
 
+    (tmp / "dh1024.pem").write_text(DH_1024)
     started = []
     try:
         started.append(
             Nginx(nginx_bin, tmp / "intermediate", tmp / "ec/cert.pem", tmp / "ec/key.pem", "TLSv1.2 TLSv1.3", INTERMEDIATE_CIPHERS)
         )
         started.append(
-            Nginx(nginx_bin, tmp / "weak", tmp / "rsa.pem", tmp / "rsa.key", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", WEAK_CIPHERS)
+            Nginx(nginx_bin, tmp / "weak", tmp / "rsa.pem", tmp / "rsa.key", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", WEAK_CIPHERS, tmp / "dh1024.pem")
         )
         port = int(server.env["AWS_ENDPOINT_URL_KMS"].rsplit(":", 1)[1])
         yield {"keyward": port, "nginx-intermediate": started[0].port, "nginx-weak": started[1].port}
