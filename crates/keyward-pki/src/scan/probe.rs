@@ -231,6 +231,44 @@ impl Prober {
     }
 }
 
+/// TLS_FALLBACK_SCSV (RFC 7507 §6), a signalling cipher suite value.
+const FALLBACK_SCSV: u16 = 0x5600;
+/// The inappropriate_fallback alert (RFC 7507 §2).
+const INAPPROPRIATE_FALLBACK: u8 = 86;
+
+impl Prober {
+    /// Whether the server refuses a downgrade (RFC 7507): a ClientHello for the second
+    /// highest supported version, with suites it accepted there and TLS_FALLBACK_SCSV,
+    /// must get an inappropriate_fallback alert. `None` with fewer than two versions.
+    fn fallback_scsv(&self, flights: &[(u16, Flight)]) -> Result<Option<bool>, WireError> {
+        let mut versions: Vec<u16> = flights.iter().map(|(v, _)| *v).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        let Some(&lower) = versions.len().checked_sub(2).and_then(|i| versions.get(i)) else {
+            return Ok(None);
+        };
+        let mut offered: Vec<u16> = flights
+            .iter()
+            .filter(|(v, _)| *v == lower)
+            .map(|(_, f)| f.hello.cipher_suite)
+            .collect();
+        offered.push(FALLBACK_SCSV);
+        let offer = Offer {
+            version: lower,
+            suites: &offered,
+            groups: &DEFAULT_GROUPS,
+            key_shares: &[],
+            sni: self.sni(),
+        };
+        Ok(match self.exchange(&offer, Depth::Hello) {
+            Ok(Response::Alert { description, .. }) => Some(description == INAPPROPRIATE_FALLBACK),
+            Ok(Response::Hello(f)) => Some(f.hello.version() != lower),
+            Err(WireError::Random) => return Err(WireError::Random),
+            Err(_) => None,
+        })
+    }
+}
+
 fn key_exchange(v: u16, flight: &Flight) -> Option<KeyExchange> {
     let ecdh = |id: u16| KeyExchange {
         kind: "ECDH".into(),
@@ -318,6 +356,7 @@ pub fn scan(options: &ScanOptions) -> Result<ScanResult, ScanError> {
         });
         flights.extend(found.into_iter().map(|(_, f)| (v, f)));
     }
+    let fallback_scsv = prober.fallback_scsv(&flights).map_err(random_failed)?;
     let highest = VERSIONS
         .iter()
         .rev()
@@ -411,6 +450,7 @@ pub fn scan(options: &ScanOptions) -> Result<ScanResult, ScanError> {
         client_auth: obtained.client_auth,
         incomplete: prober.ran_out(),
         compression,
+        fallback_scsv,
         extended_master_secret,
         secure_renegotiation,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

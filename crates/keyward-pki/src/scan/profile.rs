@@ -391,6 +391,12 @@ impl Profile {
                 "Server is vulnerable to TLS compression attacks.".into(),
             );
         }
+        if scan.fallback_scsv == Some(false) {
+            add(
+                "tls_vulnerability_fallback_scsv",
+                "Server is vulnerable to TLS downgrade attacks because it does not support the TLS_FALLBACK_SCSV mechanism.".into(),
+            );
+        }
         if scan.secure_renegotiation == Some(false) {
             add(
                 "tls_vulnerability_renegotiation",

@@ -28,6 +28,9 @@ pub struct ScanResult {
     /// Whether the server agreed to TLS compression (TLS 1.2 and older; `None` if it
     /// supports none of them).
     pub compression: Option<bool>,
+    /// Whether the server refused a downgrade signalled with TLS_FALLBACK_SCSV (RFC 7507);
+    /// `None` when it supports fewer than two versions.
+    pub fallback_scsv: Option<bool>,
     /// Whether the server echoed extended_master_secret (TLS 1.2 and older).
     pub extended_master_secret: Option<bool>,
     /// Whether the server echoed renegotiation_info (TLS 1.2 and older).

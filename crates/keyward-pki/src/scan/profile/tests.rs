@@ -80,6 +80,7 @@ fn keyward_like() -> ScanResult {
         incomplete: false,
         client_auth: "optional".into(),
         compression: None,
+        fallback_scsv: None,
         extended_master_secret: None,
         secure_renegotiation: None,
         duration_ms: 1,
@@ -212,6 +213,17 @@ fn an_incomplete_scan_is_never_compliant() {
         assert_eq!(criteria(p, &scan), ["scan_incomplete"]);
     }
     scan.incomplete = false;
+    scan.fallback_scsv = Some(false);
+    scan.extended_master_secret = Some(false);
+    assert_eq!(
+        criteria(Profile::Intermediate, &scan),
+        [
+            "tls_vulnerability_extended_master_secret",
+            "tls_vulnerability_fallback_scsv"
+        ]
+    );
+    scan.fallback_scsv = None;
+    scan.extended_master_secret = None;
     scan.certificate = None;
     scan.certificate_error = Some("TLS 1.3 handshake: boom".into());
     let f = Profile::Modern.check(&scan);
