@@ -315,6 +315,47 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn what_is_offered_is_what_is_encoded(
+            v in proptest::sample::select(vec![version::SSL3, version::TLS10, version::TLS11, version::TLS12, version::TLS13]),
+            suites in proptest::collection::vec(proptest::prelude::any::<u16>(), 1..200),
+            groups in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..40),
+            shares in proptest::collection::vec((proptest::prelude::any::<u16>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 1..200)), 0..4),
+            sni in proptest::option::of("[a-z]{1,20}(\\.[a-z]{1,10}){0,3}"),
+        ) {
+            let hello = ClientHello::new(&Offer {
+                version: v,
+                suites: &suites,
+                groups: &groups,
+                key_shares: &shares,
+                sni: sni.as_deref(),
+            })
+            .unwrap();
+            let (version, got, exts) = parse(&hello.encode().unwrap());
+            proptest::prop_assert_eq!(version, v.min(version::TLS12));
+            proptest::prop_assert_eq!(got, suites);
+            let get = |k| exts.iter().find(|(t, _)| *t == k).map(|(_, d)| d.clone());
+            let mut want = u16::try_from(groups.len() * 2).unwrap().to_be_bytes().to_vec();
+            want.extend(u16s(&groups));
+            proptest::prop_assert_eq!(get(ext::SUPPORTED_GROUPS), Some(want));
+            proptest::prop_assert_eq!(get(ext::SERVER_NAME).is_some(), sni.is_some());
+            if v == version::TLS13 {
+                let mut ks = Vec::new();
+                for (g, public) in &shares {
+                    ks.extend(g.to_be_bytes());
+                    ks.extend(u16::try_from(public.len()).unwrap().to_be_bytes());
+                    ks.extend(public);
+                }
+                let mut want = u16::try_from(ks.len()).unwrap().to_be_bytes().to_vec();
+                want.extend(ks);
+                proptest::prop_assert_eq!(get(ext::KEY_SHARE), Some(want));
+            } else {
+                proptest::prop_assert_eq!(get(ext::KEY_SHARE), None);
+            }
+        }
+    }
+
     #[test]
     fn oversized_vectors_are_refused() {
         let long = "a".repeat(70_000);

@@ -251,13 +251,27 @@ impl Report {
                 c.key_type, curve, c.key_bits
             );
             let _ = writeln!(out, "  signature   {}", c.signature_algorithm);
-            let _ = writeln!(
-                out,
-                "  lifetime    {} days, {} days left ({:.0}%)",
-                c.lifetime_days,
-                c.days_left,
-                c.fraction_left * 100.0
-            );
+            #[expect(clippy::cast_precision_loss, reason = "hours, for display")]
+            let hours = |secs: i64| secs as f64 / 3600.0;
+            let life = c.not_after - c.not_before;
+            let left = c.not_after - time::OffsetDateTime::now_utc().unix_timestamp();
+            let _ = if life < 2 * 86_400 {
+                writeln!(
+                    out,
+                    "  lifetime    {:.1} h, {:.1} h left ({:.0}%)",
+                    hours(life),
+                    hours(left),
+                    c.fraction_left * 100.0
+                )
+            } else {
+                writeln!(
+                    out,
+                    "  lifetime    {} days, {} days left ({:.0}%)",
+                    c.lifetime_days,
+                    c.days_left,
+                    c.fraction_left * 100.0
+                )
+            };
             let why = c
                 .validation_error
                 .as_deref()
