@@ -3,7 +3,8 @@ by both tools against Mozilla's profiles; both must reach the same verdict, name
 failing criteria, and see the same accepted versions, cipher suites and curves.
 
 Targets: a fresh `keyward serve`; an nginx (OpenSSL 3) set up as Mozilla's intermediate
-profile says, with an ECDSA certificate from keyward's CA; and an nginx deliberately
+profile says, with an ECDSA certificate from keyward's CA; the same with TLS 1.2 only
+(so the certificate is read from the clear); and an nginx deliberately
 weakened (TLS 1.0 and 1.1, CBC suites, RSA key exchange) with an RSA certificate from
 keyward's CA, plus DHE with a 1024-bit group. The nginx processes run from a temporary directory on free loopback ports
 and are killed at the end. Without nginx the module fails under CI and skips otherwise.
@@ -56,6 +57,8 @@ CASES = {
     ("keyward", "intermediate"): set(),
     ("nginx-intermediate", "intermediate"): set(),
     ("nginx-intermediate", "modern"): {"tls_versions", "ciphers"},
+    ("nginx-tls12", "intermediate"): set(),
+    ("nginx-tls12", "modern"): {"tls_versions", "ciphers"},
     ("nginx-weak", "intermediate"): {"tls_versions", "ciphers", "dh_param_size"},
     ("nginx-weak", "modern"): {"tls_versions", "ciphers", "certificate_types"},
 }
@@ -184,8 +187,16 @@ def targets(server, keyward_bin, nginx_bin, tmp_path_factory):
         started.append(
             Nginx(nginx_bin, tmp / "weak", tmp / "rsa.pem", tmp / "rsa.key", "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", WEAK_CIPHERS, tmp / "dh1024.pem")
         )
+        started.append(
+            Nginx(nginx_bin, tmp / "tls12", tmp / "ec/cert.pem", tmp / "ec/key.pem", "TLSv1.2", INTERMEDIATE_CIPHERS)
+        )
         port = int(server.env["AWS_ENDPOINT_URL_KMS"].rsplit(":", 1)[1])
-        yield {"keyward": port, "nginx-intermediate": started[0].port, "nginx-weak": started[1].port}
+        yield {
+            "keyward": port,
+            "nginx-intermediate": started[0].port,
+            "nginx-weak": started[1].port,
+            "nginx-tls12": started[2].port,
+        }
     finally:
         for n in started:
             n.stop()
@@ -249,3 +260,10 @@ def test_same_verdict_as_sslyze(target, profile, targets, server, keyward_bin, s
         assert k_rc == 0, context
     assert k_versions == s_versions, context
     assert k_curves == s_curves, context
+    # Without TLS 1.3 the certificate comes from the Certificate message in the clear.
+    cert = k_report["certificate"]
+    if target == "nginx-tls12":
+        assert cert["source"] == "TLSv1.2 Certificate message", cert
+    else:
+        assert cert["source"] == "TLSv1.3 handshake", cert
+    assert cert["validation"] == "valid" and cert["hostname_matches"], cert
