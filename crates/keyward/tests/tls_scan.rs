@@ -2,7 +2,8 @@
 //! suites, its groups, an ECDSA P-256 leaf that validates to the data directory's CA;
 //! compliant with Mozilla modern and keyward's internal profile, not with anything when
 //! the chain cannot be validated; exit 2 for a port with nothing listening, 64 for a bad
-//! flag (named), and a client certificate presented to a server that requires one.
+//! flag (named), a client certificate presented to a server that requires one, and the
+//! internal profile refusing a certificate with too little of its lifetime left.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -264,4 +265,59 @@ fn refusals() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?}: {err}");
     }
+}
+
+/// A certificate with a sixth of its lifetime left: fine for Mozilla modern, not for
+/// keyward's internal profile, which wants more than a third left.
+#[test]
+fn internal_wants_a_third_of_the_lifetime_left() {
+    use keyward_pki::ca::{self, Ca, KeyAlgorithm, LeafRequest};
+    use time::{Duration as Span, OffsetDateTime};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let ca = Ca::init("scan.test", KeyAlgorithm::P256, now).unwrap();
+    let key = ca::generate_key(KeyAlgorithm::P256).unwrap();
+    let mut req = LeafRequest::new(None, now, Span::hours(4));
+    req.not_before = now - Span::hours(20);
+    req.dns = vec!["localhost".into()];
+    let issued = ca.issue(&*key, &req).unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(
+        p("cert.pem"),
+        ca::pem(&issued.cert) + &ca::pem(&ca.intermediate.cert),
+    )
+    .unwrap();
+    std::fs::write(p("key.pem"), ca::key_pem(&key).as_bytes()).unwrap();
+    std::fs::write(p("ca.pem"), ca.root.pem()).unwrap();
+    let server = common::start_with(
+        &tmp.path().join("data"),
+        &["--tls-cert", &p("cert.pem"), "--tls-key", &p("key.pem")],
+    );
+    let target = format!("localhost:{}", server.port());
+
+    let out = scan(&[
+        &target,
+        "--ca",
+        &p("ca.pem"),
+        "--profile",
+        "internal",
+        "--json",
+    ]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{report:#}");
+    assert_eq!(findings[0]["criterion"], "certificate_expiry");
+    assert!(report["certificate"]["fraction_left"].as_f64().unwrap() < 0.2);
+
+    let out = scan(&[
+        &target,
+        "--ca",
+        &p("ca.pem"),
+        "--profile",
+        "modern",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:#}", json(&out));
 }

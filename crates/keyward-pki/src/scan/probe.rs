@@ -156,10 +156,9 @@ impl Prober {
                     offered.retain(|s| *s != id);
                     accepted.push((id, f));
                 }
-                Ok(_) | Err(WireError::Closed | WireError::Timeout | WireError::Io(_)) => break,
                 Err(WireError::Random) => return Err(WireError::Random),
-                // Garbage in answer to a version the server does not speak is a refusal.
-                Err(_) => break,
+                // An alert, another version, a close, a stall or garbage: refused.
+                _ => break,
             }
         }
         Ok(accepted)
