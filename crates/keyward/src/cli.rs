@@ -444,10 +444,12 @@ pub(crate) enum CertCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TlsCommand {
-    /// Audit a TLS endpoint (any implementation): protocol versions from SSL 3.0 to TLS
-    /// 1.3, cipher suites per version, key exchange groups, the certificate; then a
-    /// verdict against a profile, naming every rule broken. Exits 0 when compliant, 1 when
-    /// not, 2 when the target cannot be reached or speaks no TLS, 64 on a bad flag.
+    /// Audit a TLS endpoint against a profile (exit 0 compliant, 1 not, 2 unreachable).
+    ///
+    /// Works on any implementation: protocol versions from SSL 3.0 to TLS 1.3, cipher
+    /// suites per version, key exchange groups, the certificate; then a verdict against a
+    /// profile, naming every rule broken. Exits 0 when compliant, 1 when not, 2 when the
+    /// target cannot be reached or speaks no TLS, 64 on a bad flag.
     Scan(ScanArgs),
 }
 
