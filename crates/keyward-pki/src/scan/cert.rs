@@ -7,7 +7,7 @@
 use std::io::Read as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -20,7 +20,7 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use super::ScanOptions;
-use super::probe::Prober;
+use super::probe::{Deadline, Prober};
 use super::report::CertReport;
 use super::serverhello::Flight;
 
@@ -152,13 +152,18 @@ pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> Obtained {
         Ok(c) => c,
         Err(e) => return unknown(format!("TLS client: {e}")),
     };
-    let mut sock = match prober.connect() {
+    let (sock, allowance) = match prober.connect().and_then(|s| Ok((s, prober.allowance()?))) {
         Ok(s) => s,
         Err(e) => return unknown(format!("TLS 1.3 handshake: {e}")),
     };
+    // The whole handshake within one probe's allowance, however the server paces it.
+    let mut stream = Deadline {
+        stream: &sock,
+        until: Instant::now() + allowance,
+    };
     let mut handshake_error = None;
     while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut sock) {
+        if let Err(e) = conn.complete_io(&mut stream) {
             handshake_error = Some(format!("TLS 1.3 handshake: {e}"));
             break;
         }
@@ -168,10 +173,9 @@ pub fn from_tls13(options: &ScanOptions, prober: &Prober) -> Obtained {
     // handshake, with an alert on the first read.
     let mut refused = false;
     if handshake_ok {
-        let wait = prober.timeout().min(Duration::from_millis(800));
-        let _ = sock.set_read_timeout(Some(wait));
+        stream.until = Instant::now() + allowance.min(Duration::from_millis(800));
         let mut buf = [0u8; 1];
-        if let Err(e) = rustls::Stream::new(&mut conn, &mut sock).read(&mut buf) {
+        if let Err(e) = rustls::Stream::new(&mut conn, &mut stream).read(&mut buf) {
             refused = e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())

@@ -44,9 +44,10 @@ pub struct Prober {
 
 /// A stream whose every read gets only the time left before one deadline, so a server
 /// dribbling bytes cannot stretch an exchange beyond it.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
+#[derive(Debug)]
+pub(crate) struct Deadline<'a> {
+    pub(crate) stream: &'a TcpStream,
+    pub(crate) until: Instant,
 }
 
 impl Read for Deadline<'_> {
@@ -57,6 +58,15 @@ impl Read for Deadline<'_> {
         }
         self.stream.set_read_timeout(Some(left))?;
         self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
     }
 }
 
@@ -84,7 +94,7 @@ impl Prober {
     }
 
     /// The time a probe starting now may take: the timeout, cut to the scan's deadline.
-    fn allowance(&self) -> Result<Duration, WireError> {
+    pub(crate) fn allowance(&self) -> Result<Duration, WireError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             self.ran_out.store(true, Ordering::SeqCst);
