@@ -3,14 +3,17 @@
 //! configurations keyward's listeners and clients use, peer identities, and the timing of
 //! renewal and expiry warnings.
 //!
-//! Nothing here does I/O or keeps state: callers (the server and the CLI) store the CA keys
-//! behind the root-key barrier and decide who may ask for what.
+//! Nothing here keeps state, and nothing but [`scan`] does I/O: callers (the server and the
+//! CLI) store the CA keys behind the root-key barrier and decide who may ask for what. The
+//! exception, [`scan`] (`keyward tls scan`), audits a TLS endpoint over blocking
+//! `std::net` connections with timeouts on every connect and read.
 
 #![warn(missing_docs)]
 
 pub mod ca;
 pub mod expiry;
 pub mod identity;
+pub mod scan;
 pub mod spiffe;
 pub mod tls;
 

@@ -39,6 +39,9 @@ pub(crate) enum Command {
     /// The audit log: verify, export, query, report.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Audit TLS endpoints.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -460,4 +463,45 @@ pub(crate) enum CertCommand {
         #[arg(long, value_name = "PID[:SIGNAL]")]
         signal: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Audit a TLS endpoint against a profile (exit 0 compliant, 1 not, 2 unreachable).
+    ///
+    /// Works on any implementation: protocol versions from SSL 3.0 to TLS 1.3, cipher
+    /// suites per version, key exchange groups, the certificate; then a verdict against a
+    /// profile, naming every rule broken. Exits 0 when compliant, 1 when not, 2 when the
+    /// target cannot be reached or speaks no TLS, 64 on a bad flag.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// The endpoint, HOST:PORT (an IPv6 address in brackets).
+    #[arg(value_name = "HOST:PORT")]
+    pub(crate) target: String,
+    /// The name to send as SNI and check against the certificate [default: HOST].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) sni: Option<String>,
+    /// The profile: modern or intermediate (Mozilla 5.7, as sslyze checks them) or
+    /// internal (keyward's short-lived internal PKI).
+    #[arg(long, default_value = "modern", value_name = "PROFILE")]
+    pub(crate) profile: String,
+    /// Trust anchors (PEM) to validate the chain against; without it the chain is
+    /// reported as not validated (a finding).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// A client certificate chain (PEM) to present, for servers that require one.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// The private key (PEM) for --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub(crate) client_key: Option<PathBuf>,
+    /// Print a JSON document instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Connect and read timeout of each probe, in seconds (1 to 60).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub(crate) timeout: u64,
 }

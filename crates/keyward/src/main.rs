@@ -16,6 +16,7 @@ mod https;
 mod kms_client;
 mod pki_cli;
 mod serve;
+mod tls_scan_cli;
 
 /// Exit code for a bad flag or setting (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         cli::Command::Ca(command) => pki_cli::ca(&command),
         cli::Command::Cert(command) => pki_cli::cert(&command),
         cli::Command::Audit(command) => audit_cli::run(&command),
+        cli::Command::Tls(cli::TlsCommand::Scan(args)) => tls_scan_cli::scan(&args),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),
