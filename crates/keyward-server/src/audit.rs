@@ -235,8 +235,17 @@ fn reconcile(
         );
         let rows: Vec<AuditRow> = missing.iter().map(|r| row(r, r.line())).collect();
         store.append_audit(&rows, None)?;
-    } else if in_store.hash != in_file.hash {
-        return Err(disagree(in_store.seq));
+    } else if in_store.seq > 0 {
+        // Level: the last records must be the same record, member for member.
+        let last_in_file = file_records_after(file.dir(), in_store.seq - 1)?;
+        let last_in_store = store
+            .audit_tail()?
+            .and_then(|r| serde_json::from_str::<Record>(&r.line).ok());
+        if last_in_file.first() != last_in_store.as_ref()
+            || last_in_store.is_none_or(|r| r.computed_hash() != r.hash)
+        {
+            return Err(disagree(in_store.seq));
+        }
     }
     chain_of(store.audit_tail()?)
 }

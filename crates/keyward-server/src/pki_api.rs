@@ -50,6 +50,8 @@ enum PkiError {
     Unauthenticated(&'static str),
     Refused(String),
     Internal,
+    /// The audit log could not keep the renewal's record: nothing was issued.
+    AuditUnavailable,
 }
 
 impl PkiError {
@@ -77,6 +79,11 @@ impl PkiError {
                 "internal",
                 "an internal error occurred; retry the request".into(),
             ),
+            Self::AuditUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log is unavailable: nothing was issued; retry later".into(),
+            ),
         };
         (status, json!({ "error": code, "message": message }))
     }
@@ -85,10 +92,44 @@ impl PkiError {
 pub(crate) async fn handle(
     state: &Arc<State>,
     peer: Option<&CertInfo>,
+    source: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let id = request_id();
-    let (status, content_type, body) = match route(state, peer, req).await {
+    let renewal = req.uri().path() == "/v1/pki/renew" && req.method() == Method::POST;
+    let mut result = route(state, peer, req).await;
+    // A renewal reaches authentication (the client certificate): it is audited, and the
+    // new certificate is released only once its record is durable. Refused before the
+    // CSR is signed if the audit log is failing.
+    if renewal && let Some(audit) = &state.audit {
+        let principal = peer.and_then(CertInfo::principal);
+        let event = keyward_audit::Event {
+            time_ms: crate::audit::now_ms(),
+            request_id: id.clone(),
+            principal: principal.clone(),
+            source: source.to_string(),
+            tls_identity: principal,
+            operation: "RenewCertificate".into(),
+            key_arn: None,
+            key_version: None,
+            outcome: match &result {
+                Ok(_) => keyward_audit::Outcome::Allowed,
+                Err(PkiError::Unauthenticated(_)) => keyward_audit::Outcome::Denied,
+                Err(_) => keyward_audit::Outcome::Failed,
+            },
+            error_type: result.as_ref().err().map(|e| {
+                e.to_wire().1["error"]
+                    .as_str()
+                    .unwrap_or("error")
+                    .to_owned()
+            }),
+            context: Default::default(),
+        };
+        if audit.record(event).await.is_err() {
+            result = Err(PkiError::AuditUnavailable);
+        }
+    }
+    let (status, content_type, body) = match result {
         Ok(reply) => (StatusCode::OK, reply.content_type, reply.body),
         Err(e) => {
             let (status, body) = e.to_wire();
@@ -147,6 +188,9 @@ async fn route(
                 .map_err(|e| PkiError::Refused(e.to_string()))?;
             let csr = String::from_utf8(csr.to_vec())
                 .map_err(|_| PkiError::Refused("the CSR must be PEM".into()))?;
+            if state.audit.as_ref().is_some_and(|a| !a.healthy()) {
+                return Err(PkiError::AuditUnavailable);
+            }
             let state = state.clone();
             tokio::task::spawn_blocking(move || renew(&state, &peer, &csr))
                 .await

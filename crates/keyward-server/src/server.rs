@@ -203,7 +203,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() != "/" {
-        return Ok(crate::pki_api::handle(&state, peer.as_deref(), req).await);
+        return Ok(crate::pki_api::handle(&state, peer.as_deref(), source, req).await);
     }
     let id = request_id();
     let started = std::time::Instant::now();

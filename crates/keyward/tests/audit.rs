@@ -334,3 +334,53 @@ fn a_full_audit_disk_refuses_operations_until_it_has_room() {
         .unwrap();
     assert_eq!(keys, 1, "a key was made while the audit log was failing");
 }
+
+/// After a crash between the two copies' appends (or a power loss that took the
+/// database's last commits, which it makes without fsync), a start copies what one copy
+/// lacks from the other; copies that disagree stop the server from starting.
+#[test]
+fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let mut server = common::start(&data);
+    workload(&server.env, 2);
+    stop(&mut server);
+    let records = data.join("audit/audit.jsonl");
+    let full = fs::read_to_string(&records).unwrap();
+    assert_eq!(full.lines().count(), 6);
+
+    // The database lost its last 3 records.
+    let db = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
+    db.execute("DELETE FROM audit_records WHERE seq > 3", [])
+        .unwrap();
+    drop(db);
+    let mut server = common::start(&data);
+    stop(&mut server);
+    let (code, out) = verify(&["--data-dir", data_s]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("database: verified 6 records"), "{out}");
+
+    // The file lost its last 2.
+    let lines: Vec<String> = full.lines().map(str::to_owned).collect();
+    write_lines(&records, &lines[..4]);
+    let mut server = common::start(&data);
+    stop(&mut server);
+    let (code, out) = verify(&["--data-dir", data_s]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fs::read_to_string(&records).unwrap(), full);
+
+    // The file's last record differs from the database's: no start.
+    let mut changed = lines.clone();
+    changed[5] = changed[5].replace("\"principal\":\"admin\"", "\"principal\":\"nobody\"");
+    write_lines(&records, &changed);
+    let refused = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("disagree at record 6"), "{err}");
+}

@@ -354,6 +354,28 @@ fn mutual_tls_identities_and_refusals() {
     assert!(curl(&whoami, &ca, Some(&p("web"))).is_some());
     let refused = renew("api");
     assert!(!refused.status.success());
+    // The renewal is in the audit log, with the identity that asked for it.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args([
+            "audit",
+            "query",
+            "--operation",
+            "RenewCertificate",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let renewals: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(renewals.len(), 1, "{renewals:?}");
+    assert_eq!(
+        renewals[0]["principal"],
+        "spiffe://pay.example/ns/prod/sa/web"
+    );
+    assert_eq!(renewals[0]["outcome"], "allowed");
 }
 
 /// One whoami over a new connection with `config` (whose session cache may resume): how
