@@ -184,8 +184,9 @@ pub struct CertificateRecord {
 pub struct AuditRow {
     /// The record's sequence number (for a checkpoint: the record it covers).
     pub seq: u64,
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch. Records read back from a store that keeps them
+    /// in batches carry their batch's first (or, for the tail, last) time.
     pub time_ms: i64,
-    /// The JSON line.
+    /// The JSON line (no newline in it).
     pub line: String,
 }

@@ -77,10 +77,12 @@ CREATE TABLE certificates (
 CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
 "#,
     r#"
-CREATE TABLE audit_records (
-    seq     INTEGER PRIMARY KEY,
-    time_ms INTEGER NOT NULL,
-    line    TEXT NOT NULL
+CREATE TABLE audit_batches (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    first_ms  INTEGER NOT NULL,
+    last_ms   INTEGER NOT NULL,
+    lines     TEXT NOT NULL
 );
 CREATE TABLE audit_checkpoints (
     n    INTEGER PRIMARY KEY,
@@ -734,24 +736,42 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit_records (seq, time_ms, line) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(backend)?;
-            for r in records {
-                insert
-                    .execute(params![r.seq as i64, r.time_ms, r.line])
-                    .map_err(backend)?;
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            // One row per batch: the records must follow the last one stored, in order.
+            let stored = last_seq(&tx)?;
+            let consecutive = records.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+            if first.seq != stored + 1 || !consecutive {
+                return Err(StoreError::AlreadyExists);
             }
+            let mut lines = String::with_capacity(records.iter().map(|r| r.line.len() + 1).sum());
+            for (i, r) in records.iter().enumerate() {
+                if r.line.contains('\n') {
+                    return Err(StoreError::Corrupt("an audit line holds a newline"));
+                }
+                if i > 0 {
+                    lines.push('\n');
+                }
+                lines.push_str(&r.line);
+            }
+            tx.prepare_cached(
+                "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    first.seq as i64,
+                    last.seq as i64,
+                    first.time_ms,
+                    last.time_ms,
+                    lines
+                ])
+            })
+            .map_err(backend)?;
         }
         if let Some(c) = checkpoint {
-            tx.execute(
-                "INSERT INTO audit_checkpoints (seq, line) VALUES (?1, ?2)",
-                params![c.seq as i64, c.line],
-            )
-            .map_err(backend)?;
+            tx.prepare_cached("INSERT INTO audit_checkpoints (seq, line) VALUES (?1, ?2)")
+                .and_then(|mut stmt| stmt.execute(params![c.seq as i64, c.line]))
+                .map_err(backend)?;
         }
         tx.commit().map_err(backend)
     }
@@ -761,11 +781,27 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        tx.execute(
-            "DELETE FROM audit_records WHERE seq > ?1",
-            [records_after as i64],
-        )
-        .map_err(backend)?;
+        let after = records_after as i64;
+        // A batch that straddles the cut keeps its first lines.
+        let straddling: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT first_seq, lines FROM audit_batches WHERE first_seq <= ?1 AND last_seq > ?1",
+                [after],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((first, lines)) = straddling {
+            let keep = usize::try_from(after - first + 1).unwrap_or(0);
+            let kept: Vec<&str> = lines.split('\n').take(keep).collect();
+            tx.execute(
+                "UPDATE audit_batches SET last_seq = ?2, lines = ?3 WHERE first_seq = ?1",
+                params![first, after, kept.join("\n")],
+            )
+            .map_err(backend)?;
+        }
+        tx.execute("DELETE FROM audit_batches WHERE first_seq > ?1", [after])
+            .map_err(backend)?;
         tx.execute(
             "DELETE FROM audit_checkpoints WHERE n > ?1",
             [checkpoints_kept as i64],
@@ -778,21 +814,49 @@ impl Store for SqliteStore {
         let conn = self.lock_audit();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT seq, time_ms, line FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT first_seq, first_ms, lines FROM audit_batches \
+                 WHERE last_seq > ?1 ORDER BY first_seq",
             )
             .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![after as i64, limit as i64], audit_row)
-            .map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
+        let mut rows = stmt.query([after as i64]).map_err(backend)?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(row) = rows.next().map_err(backend)? else {
+                break;
+            };
+            let first: i64 = row.get(0).map_err(backend)?;
+            let time_ms: i64 = row.get(1).map_err(backend)?;
+            let lines: String = row.get(2).map_err(backend)?;
+            for (i, line) in lines.split('\n').enumerate() {
+                let seq = first.max(0) as u64 + i as u64;
+                if seq > after && out.len() < limit {
+                    out.push(AuditRow {
+                        seq,
+                        time_ms,
+                        line: line.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError> {
         let conn = self.lock_audit();
         conn.prepare_cached(
-            "SELECT seq, time_ms, line FROM audit_records ORDER BY seq DESC LIMIT 1",
+            "SELECT last_seq, last_ms, lines FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
         )
-        .and_then(|mut stmt| stmt.query_row([], audit_row).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row([], |r| {
+                let lines: String = r.get(2)?;
+                Ok(AuditRow {
+                    seq: r.get::<_, i64>(0)?.max(0) as u64,
+                    time_ms: r.get(1)?,
+                    line: lines.rsplit('\n').next().unwrap_or_default().to_owned(),
+                })
+            })
+            .optional()
+        })
         .map_err(backend)
     }
 
@@ -813,6 +877,15 @@ fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
         wrapped: r.get(2)?,
         created_at: r.get(3)?,
     })
+}
+
+/// The last audit record's sequence number (0 for none).
+fn last_seq(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM audit_batches ORDER BY first_seq DESC LIMIT 1")
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    Ok(last.unwrap_or(0).max(0) as u64)
 }
 
 fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {

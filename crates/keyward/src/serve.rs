@@ -357,6 +357,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| failed(&format!("cannot listen on {}", config.listen))(&e))?;
         let addr = listener.local_addr().map_err(|e| failed("listener")(&e))?;
+        // Listen for SIGTERM before saying we are up: a stop sent right after the banner
+        // must be a graceful one.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         print_banner(&config, addr, &ca_path, admin.as_deref(), dir);
 
         let ticker = kms.clone();
@@ -394,7 +397,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             limits,
             listener,
             plain,
-            shutdown_signal(),
+            shutdown_signal(term),
         )
         .await
         .map_err(|e| failed("server")(&e))
@@ -408,10 +411,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+async fn shutdown_signal(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => {}

@@ -156,7 +156,7 @@ fn verify_catches_every_kind_of_tampering() {
     // Someone with the database and the audit directory cuts the tail and the checkpoints
     // that cover it, everywhere on this machine: only the exported checkpoint proves it.
     let db = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
-    db.execute("DELETE FROM audit_records WHERE seq > 9", [])
+    db.execute("DELETE FROM audit_batches WHERE first_seq > 9", [])
         .unwrap();
     db.execute("DELETE FROM audit_checkpoints", []).unwrap();
     drop(db);
@@ -352,7 +352,7 @@ fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
 
     // The database lost its last 3 records.
     let db = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
-    db.execute("DELETE FROM audit_records WHERE seq > 3", [])
+    db.execute("DELETE FROM audit_batches WHERE first_seq > 3", [])
         .unwrap();
     drop(db);
     let mut server = common::start(&data);

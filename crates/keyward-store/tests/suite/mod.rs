@@ -252,15 +252,32 @@ pub(crate) fn audit_rows_append_page_and_undo(store: &dyn Store) {
     store.append_audit(&first, None).unwrap();
     store.append_audit(&[row(4)], Some(&row(4))).unwrap();
     assert_eq!(store.audit_tail().unwrap(), Some(row(4)));
-    assert_eq!(store.audit_records(1, 2).unwrap(), vec![row(2), row(3)]);
+    let lines = |rows: Vec<AuditRow>| -> Vec<(u64, String)> {
+        rows.into_iter().map(|r| (r.seq, r.line)).collect()
+    };
+    let want =
+        |seqs: &[u64]| -> Vec<(u64, String)> { seqs.iter().map(|s| (*s, row(*s).line)).collect() };
+    assert_eq!(lines(store.audit_records(1, 2).unwrap()), want(&[2, 3]));
+    assert_eq!(
+        lines(store.audit_records(0, 100).unwrap()),
+        want(&[1, 2, 3, 4])
+    );
     assert_eq!(store.audit_checkpoints().unwrap().len(), 1);
     // A sequence number stored twice is refused whole: nothing of the batch remains.
     assert!(store.append_audit(&[row(5), row(4)], None).is_err());
     assert_eq!(store.audit_tail().unwrap(), Some(row(4)));
-    // Undo back to 3 records and no checkpoint.
-    store.truncate_audit(3, 0).unwrap();
-    assert_eq!(store.audit_tail().unwrap(), Some(row(3)));
+    // A gap is refused too.
+    assert!(store.append_audit(&[row(6)], None).is_err());
+    // Undo back to 2 records (inside the first batch) and no checkpoint.
+    store.truncate_audit(2, 0).unwrap();
+    assert_eq!(lines(store.audit_records(0, 100).unwrap()), want(&[1, 2]));
+    assert_eq!(store.audit_tail().unwrap().map(|r| r.seq), Some(2));
     assert!(store.audit_checkpoints().unwrap().is_empty());
+    store.append_audit(&[row(3)], None).unwrap();
+    assert_eq!(
+        lines(store.audit_records(0, 100).unwrap()),
+        want(&[1, 2, 3])
+    );
     let mut k = key("counted");
     store.create_key(&k, &version("counted", 1, b"w")).unwrap();
     k.state = KeyState::Disabled;
