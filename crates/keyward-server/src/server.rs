@@ -183,7 +183,7 @@ fn serve_plain(state: Arc<State>, listener: TcpListener) -> tokio::task::JoinHan
 pub(crate) fn request_id() -> String {
     let mut b = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::sigv4::hex(&b)
 }
 
 /// What [`respond`] learned about a request, for its audit record.
