@@ -184,6 +184,11 @@ impl Sink for FileSink {
                 }
             }
             if let Some(c) = checkpoint {
+                // A checkpoint must never reach the disk before the records it covers.
+                if self.unsynced.is_some() {
+                    self.records.sync_data()?;
+                    self.unsynced = None;
+                }
                 let mut line = serde_json::to_string(c)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 line.push('\n');

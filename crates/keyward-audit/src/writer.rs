@@ -158,6 +158,8 @@ struct Writer {
     checkpointed: u64,
     checkpoint_at: Instant,
     healthy: Arc<AtomicBool>,
+    /// An undo failed: the copies may disagree, so nothing more is written.
+    poisoned: bool,
 }
 
 impl Writer {
@@ -176,6 +178,7 @@ impl Writer {
             every,
             checkpoint_at: Instant::now(),
             healthy,
+            poisoned: false,
         }
     }
 
@@ -241,13 +244,24 @@ impl Writer {
         lines: &[String],
         checkpoint: Option<&Checkpoint>,
     ) -> bool {
+        if self.poisoned {
+            return false;
+        }
         for i in 0..self.sinks.len() {
             if let Err(e) = self.sinks[i].append(records, lines, checkpoint) {
                 if self.healthy.load(Ordering::Acquire) {
                     eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
                 }
                 for sink in &mut self.sinks[..i] {
-                    let _ = sink.undo_last();
+                    if let Err(e) = sink.undo_last() {
+                        // A copy now holds records of requests that were refused: no
+                        // later batch may build on it. Stay failed until a restart,
+                        // whose start-up check compares the copies.
+                        eprintln!(
+                            "keyward: audit: undoing a failed batch failed ({e}); refusing audited operations until restarted"
+                        );
+                        self.poisoned = true;
+                    }
                 }
                 self.healthy.store(false, Ordering::Release);
                 return false;

@@ -172,3 +172,67 @@ fn a_partial_last_line_from_a_crash_is_dropped_on_open() {
     assert_eq!(sink.chain().unwrap().seq, 1);
     assert_eq!(lines(dir.path()), [r1.line()]);
 }
+
+/// A sink whose undo fails too (the disk is full for the undo as well).
+struct Stuck;
+
+impl Sink for Stuck {
+    fn append(
+        &mut self,
+        _: &[Record],
+        _: &[String],
+        _: Option<&keyward_audit::Checkpoint>,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn undo_last(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no space left on device"))
+    }
+}
+
+#[test]
+fn a_failed_undo_stops_the_log_for_good() {
+    let fail = Arc::new(Mutex::new(false));
+    let (signer, _) = signer();
+    let every = CheckpointEvery {
+        records: 1000,
+        interval: Duration::from_millis(200),
+    };
+    let log = AuditLog::start(
+        vec![Box::new(Stuck), Box::new(Flaky { fail: fail.clone() })],
+        keyward_audit::Chain {
+            seq: 0,
+            hash: keyward_audit::record::GENESIS.to_owned(),
+        },
+        signer,
+        every,
+    );
+    assert_eq!(log.record_blocking(event(1)), Ok(1));
+    *fail.lock().unwrap() = true;
+    assert_eq!(log.record_blocking(event(2)), Err(AuditUnavailable));
+    // The second sink recovers, but the first still holds the refused record: nothing
+    // may be built on it, retries included.
+    *fail.lock().unwrap() = false;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!log.healthy());
+    assert_eq!(log.record_blocking(event(3)), Err(AuditUnavailable));
+}
+
+#[test]
+fn a_checkpoint_never_reaches_the_disk_before_its_records() {
+    use keyward_audit::sink::SyncPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink =
+        FileSink::open_with(dir.path(), SyncPolicy::Within(Duration::from_secs(3600))).unwrap();
+    let r = Record::chain(1, keyward_audit::record::GENESIS, event(1));
+    sink.append(std::slice::from_ref(&r), &[r.line()], None)
+        .unwrap();
+    assert!(sink.needs_sync(), "written, not yet synced");
+    let (signer, _) = signer();
+    let c = signer.sign(1, &r.hash, 0).unwrap();
+    sink.append(&[], &[], Some(&c)).unwrap();
+    assert!(
+        !sink.needs_sync(),
+        "the records were synced before the checkpoint"
+    );
+}

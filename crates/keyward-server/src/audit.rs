@@ -55,8 +55,10 @@ pub struct Auditor {
     latency: crate::metrics::Histogram,
 }
 
-/// The audit keys, creating them on first use (concurrent first starts agree through
-/// `init_meta`).
+/// The audit keys, creating them on first use. Concurrent first starts agree through
+/// `init_meta`: whichever signing key is stored first wins, and the public key is derived
+/// from the stored one. A stored public key that is not the signing key's is refused:
+/// someone swapped it to pass off checkpoints of their own.
 fn keys(kms: &Kms) -> Result<(hmac::Key, CheckpointSigner), ServerError> {
     let store = kms.store();
     let bad = |what: &str| ServerError::Internal(format!("audit keys: {what}"));
@@ -64,13 +66,8 @@ fn keys(kms: &Kms) -> Result<(hmac::Key, CheckpointSigner), ServerError> {
         let mut hmac_key = Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(hmac_key.as_mut()).map_err(|_| bad("no randomness"))?;
         let pkcs8 = CheckpointSigner::generate().ok_or_else(|| bad("key generation failed"))?;
-        let signer = CheckpointSigner::from_pkcs8(&pkcs8).ok_or_else(|| bad("bad signing key"))?;
-        let wrapped_hmac = kms.seal_secret(HMAC_META, hmac_key.as_ref())?;
-        let wrapped_signing = kms.seal_secret(SIGNING_META, &pkcs8)?;
-        // The signing key goes last: its presence says the other two are there.
-        store.init_meta(HMAC_META, &wrapped_hmac)?;
-        store.init_meta(PUBLIC_KEY_META, signer.public_key().as_bytes())?;
-        store.init_meta(SIGNING_META, &wrapped_signing)?;
+        store.init_meta(HMAC_META, &kms.seal_secret(HMAC_META, hmac_key.as_ref())?)?;
+        store.init_meta(SIGNING_META, &kms.seal_secret(SIGNING_META, &pkcs8)?)?;
     }
     let hmac_key = kms.open_secret(
         HMAC_META,
@@ -85,6 +82,12 @@ fn keys(kms: &Kms) -> Result<(hmac::Key, CheckpointSigner), ServerError> {
             .ok_or_else(|| bad("missing signing key"))?,
     )?;
     let signer = CheckpointSigner::from_pkcs8(&pkcs8).ok_or_else(|| bad("bad signing key"))?;
+    let public = store.init_meta(PUBLIC_KEY_META, signer.public_key().as_bytes())?;
+    if public != signer.public_key().as_bytes() {
+        return Err(bad(
+            "the stored checkpoint public key is not the signing key's: the database was altered",
+        ));
+    }
     Ok((hmac::Key::new(hmac::HMAC_SHA256, &hmac_key), signer))
 }
 
@@ -189,6 +192,20 @@ fn file_records_after(dir: &Path, after: u64) -> Result<Vec<Record>, ServerError
     Ok(out)
 }
 
+/// Checks that `records` continue the chain at `after` (`prev` hash) record by record.
+fn check_continues(records: &[Record], after: &Chain) -> bool {
+    let mut seq = after.seq;
+    let mut prev = after.hash.as_str();
+    for r in records {
+        if r.seq != seq + 1 || r.prev != prev || r.computed_hash() != r.hash {
+            return false;
+        }
+        seq = r.seq;
+        prev = &r.hash;
+    }
+    true
+}
+
 /// Brings the two sinks level after a crash between their appends (records that were
 /// never acknowledged, but that are kept: what they describe may have happened). They
 /// must agree where both have records; otherwise the log was tampered with and the
@@ -214,7 +231,10 @@ fn reconcile(
             .map(|r| serde_json::from_str(&r.line))
             .collect::<Result<_, _>>()
             .map_err(|_| disagree(in_file.seq + 1))?;
-        if missing.first().map(|r| &r.prev) != Some(&in_file.hash) {
+        // The store runs ahead of the file by at most one batch (a crash between the
+        // two appends); more means the store was written behind the service's back.
+        if missing.len() > keyward_audit::writer::MAX_BATCH || !check_continues(&missing, &in_file)
+        {
             return Err(disagree(in_file.seq + 1));
         }
         tracing::warn!(
@@ -226,7 +246,7 @@ fn reconcile(
             .map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
     } else if in_file.seq > in_store.seq {
         let missing = file_records_after(file.dir(), in_store.seq)?;
-        if missing.first().map(|r| &r.prev) != Some(&in_store.hash) {
+        if !check_continues(&missing, &in_store) {
             return Err(disagree(in_store.seq + 1));
         }
         tracing::warn!(

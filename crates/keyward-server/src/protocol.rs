@@ -348,6 +348,16 @@ pub fn handle_audited(
         .strip_prefix(TARGET_PREFIX)
         .ok_or_else(|| ApiError::UnknownOperation(format!("Unknown target {target}")))?;
     let r: Req = parse(body)?;
+    for context in [
+        &r.encryption_context,
+        &r.source_encryption_context,
+        &r.destination_encryption_context,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_context_size(context)?;
+    }
     note(kms, op, &r, facts);
     let out = handle_parsed(kms, principal, op, &r, &mut facts.key_version)?;
     let used = out
@@ -360,6 +370,19 @@ pub fn handle_audited(
         facts.key_arn = Some(arn.to_owned());
     }
     Ok(out)
+}
+
+/// Largest encryption context, keys and values together, as in AWS KMS.
+pub const MAX_CONTEXT_BYTES: usize = 8192;
+
+fn check_context_size(context: &EncryptionContext) -> Result<(), ApiError> {
+    let size: usize = context.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_CONTEXT_BYTES {
+        return Err(ApiError::Validation(format!(
+            "The encryption context is {size} bytes; at most {MAX_CONTEXT_BYTES} are allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// What the request names, before it runs: the key (its blob's, for Decrypt and
@@ -390,10 +413,16 @@ fn note(kms: &Kms, op: &str, r: &Req, facts: &mut Facts) {
             None,
             None,
         ),
-        _ => (
+        "Encrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => (
             r.key_id.as_deref().and_then(|k| kms.named_arn(k)),
             None,
             r.encryption_context.clone(),
+        ),
+        // Operations that take no context record none.
+        _ => (
+            r.key_id.as_deref().and_then(|k| kms.named_arn(k)),
+            None,
+            None,
         ),
     };
     facts.key_arn = key;

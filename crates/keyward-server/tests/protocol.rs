@@ -434,3 +434,37 @@ fn key_policies_decide_who_may_do_what() {
         json!({ "KeyId": mine })
     )));
 }
+
+/// Encryption contexts are bounded (8192 bytes, keys and values, as in AWS KMS) before
+/// anything else happens, so that no request can make a huge audit record.
+#[test]
+fn oversized_encryption_contexts_are_refused() {
+    let (_d, kms) = kms();
+    let key = call(&kms, "CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big: serde_json::Map<String, Value> =
+        (0..2000).map(|i| (format!("k{i:04}"), json!(""))).collect();
+    for (op, member) in [
+        ("Encrypt", "EncryptionContext"),
+        ("GenerateDataKey", "EncryptionContext"),
+        ("Decrypt", "EncryptionContext"),
+        ("ReEncrypt", "DestinationEncryptionContext"),
+    ] {
+        let mut body = json!({ "KeyId": key, "Plaintext": "eA==", "KeySpec": "AES_256",
+            "CiphertextBlob": "eA==", "DestinationKeyId": key });
+        body[member] = Value::Object(big.clone());
+        assert_eq!(err(&kms, op, body), (400, "ValidationException"), "{op}");
+    }
+    // 8192 bytes exactly is fine.
+    let fits: serde_json::Map<String, Value> = [("k".to_owned(), json!("v".repeat(8191)))]
+        .into_iter()
+        .collect();
+    let out = call(
+        &kms,
+        "Encrypt",
+        json!({ "KeyId": key, "Plaintext": "eA==", "EncryptionContext": fits }),
+    );
+    assert!(out.is_ok(), "{out:?}");
+}

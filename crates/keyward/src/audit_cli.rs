@@ -298,10 +298,21 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
         extra.extend(read_checkpoint_file(path)?);
     }
     let given_key = args.public_key.as_deref().map(public_key_arg).transpose()?;
+    let given = given_key.is_some();
+    let key_source = |key: &str, from: &str| {
+        let short = key.get(..24).unwrap_or(key);
+        if given {
+            println!("checkpoint public key {short}… (given with --public-key)");
+        } else {
+            println!(
+                "checkpoint public key {short}… (read from {from}: pass --public-key with a copy kept elsewhere to rule out a swapped key)"
+            );
+        }
+    };
     let mut ok = true;
     if let Some(file) = &args.source.file {
         let dir = file.parent().unwrap_or(Path::new("."));
-        let public_key = match given_key {
+        let public_key = match given_key.clone() {
             Some(k) => k,
             None => public_key_arg(
                 &dir.join(keyward_server::audit::PUBLIC_KEY_FILE)
@@ -316,6 +327,7 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
                 ))
             })?,
         };
+        key_source(&public_key, "beside the file");
         let mut checkpoints = extra;
         let beside = dir.join(keyward_audit::sink::CHECKPOINTS);
         if beside.exists() {
@@ -345,6 +357,7 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
             println!("database: BROKEN: its checkpoint public key is not the one given");
             return Err(CliError::exit(1));
         }
+        key_source(&stored_key, "the database");
         let mut checkpoints = extra.clone();
         for row in store
             .audit_checkpoints()

@@ -383,4 +383,24 @@ fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("disagree at record 6"), "{err}");
+    write_lines(&records, &lines);
+
+    // A swapped checkpoint public key (to pass off checkpoints signed by another key):
+    // no start.
+    let db = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'audit.public_key'",
+        [format!("04{}", "ab".repeat(64)).into_bytes()],
+    )
+    .unwrap();
+    drop(db);
+    let refused = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("public key is not the signing key"), "{err}");
 }
