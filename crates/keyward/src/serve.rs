@@ -49,6 +49,8 @@ struct Config {
     rate_limit: Option<f64>,
     /// `None` only with the benchmark-only KEYWARD_BENCH_NO_AUDIT.
     audit: Option<keyward_server::audit::AuditSettings>,
+    /// The benchmark-only plain-HTTP listener (KEYWARD_BENCH_PLAIN_LISTEN).
+    bench_plain: Option<SocketAddr>,
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -220,7 +222,16 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             ));
         }
     };
-    let audit = if env("KEYWARD_BENCH_NO_AUDIT").is_some_and(|v| v == "1") {
+    let bench_plain = match bench_switch("KEYWARD_BENCH_PLAIN_LISTEN")? {
+        Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "KEYWARD_BENCH_PLAIN_LISTEN",
+                format!("{addr:?} is not ADDR:PORT"),
+            )
+        })?),
+        None => None,
+    };
+    let audit = if bench_switch("KEYWARD_BENCH_NO_AUDIT")?.is_some_and(|v| v == "1") {
         None
     } else {
         Some(keyward_server::audit::AuditSettings {
@@ -245,7 +256,22 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         },
         rate_limit,
         audit,
+        bench_plain,
     })
+}
+
+/// A benchmark-only switch (`KEYWARD_BENCH_*`), which weakens the service: honoured only
+/// in a build made for benchmarks (`--features bench-switches`, as `bench/` builds), and
+/// refused otherwise, so that no environment can turn them on in a production binary.
+fn bench_switch(name: &str) -> Result<Option<String>, CliError> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(_) if !cfg!(feature = "bench-switches") => Err(bad(
+            name,
+            "a benchmark-only switch; this build has none (bench/ builds with --features bench-switches)",
+        )),
+        Some(v) => Ok(Some(v)),
+    }
 }
 
 /// Reads an operator's certificate chain and key, and checks that they belong together.
@@ -379,13 +405,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             }
         });
         // Benchmarks only: the same API over plain HTTP, to measure what TLS costs.
-        let plain = match std::env::var("KEYWARD_BENCH_PLAIN_LISTEN") {
-            Ok(addr) if !addr.is_empty() => Some(
-                tokio::net::TcpListener::bind(&addr)
+        let plain = match config.bench_plain {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| failed(&format!("KEYWARD_BENCH_PLAIN_LISTEN {addr}"))(&e))?,
             ),
-            _ => None,
+            None => None,
         };
         let limits = keyward_server::limits::RateLimits::new(
             config.rate_limit,

@@ -53,6 +53,26 @@ fn pytest_interop_suite() {
     assert!(!text.contains("SKIPPED"), "the interop suite must not skip");
 }
 
+/// The benchmark-only switches that weaken the service are refused by a normal build.
+#[test]
+fn benchmark_switches_are_refused_outside_benchmark_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["KEYWARD_BENCH_NO_AUDIT", "KEYWARD_BENCH_PLAIN_LISTEN"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .env(name, "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(name),
+            "{name}"
+        );
+        assert!(!dir.path().join("d").exists());
+    }
+}
+
 #[test]
 fn bad_settings_exit_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
