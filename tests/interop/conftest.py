@@ -86,6 +86,15 @@ def client_env(server, monkeypatch):
     return dict(os.environ)
 
 
+@pytest.fixture(scope="module")
+def sslyze():
+    """The pinned sslyze, in its own venv (target/sslyze-venv)."""
+    path = pathlib.Path(os.environ.get("KEYWARD_SSLYZE", ROOT / "target/sslyze-venv/bin/sslyze"))
+    if not path.exists():
+        pytest.fail(f"no sslyze at {path}: run tests/interop/setup-venv")
+    return str(path)
+
+
 def tool(name):
     """A console script of this venv (aws, aws-encryption-cli)."""
     import sys

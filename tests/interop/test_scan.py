@@ -12,7 +12,6 @@ and are killed at the end. Without nginx the module fails under CI and skips oth
 
 import json
 import os
-import pathlib
 import re
 import shutil
 import socket
@@ -21,7 +20,6 @@ import time
 
 import pytest
 
-from conftest import ROOT
 
 # The Mozilla intermediate cipher list for nginx (ssl-config.mozilla.org, 5.7).
 INTERMEDIATE_CIPHERS = (
@@ -62,14 +60,6 @@ CASES = {
     ("nginx-weak", "intermediate"): {"tls_versions", "ciphers", "dh_param_size"},
     ("nginx-weak", "modern"): {"tls_versions", "ciphers", "certificate_types"},
 }
-
-
-@pytest.fixture(scope="module")
-def sslyze():
-    path = pathlib.Path(os.environ.get("KEYWARD_SSLYZE", ROOT / "target/sslyze-venv/bin/sslyze"))
-    if not path.exists():
-        pytest.fail(f"no sslyze at {path}: run tests/interop/setup-venv")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

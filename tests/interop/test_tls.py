@@ -3,21 +3,7 @@ compliant with Mozilla's `modern` profile (sslyze exits 0), and what it found (T
 only, the three TLS 1.3 suites, ECDSA certificate that validates to keyward's CA)."""
 
 import json
-import os
-import pathlib
 import subprocess
-
-import pytest
-
-from conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def sslyze():
-    path = pathlib.Path(os.environ.get("KEYWARD_SSLYZE", ROOT / "target/sslyze-venv/bin/sslyze"))
-    if not path.exists():
-        pytest.fail(f"no sslyze at {path}: run tests/interop/setup-venv")
-    return str(path)
 
 
 def target(server):

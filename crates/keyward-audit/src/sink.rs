@@ -105,9 +105,9 @@ impl FileSink {
         })
     }
 
-    /// Where the chain stands: the last record's number and hash (read from the file's
-    /// last line; `keyward audit verify` checks the whole chain).
-    pub fn chain(&self) -> io::Result<Chain> {
+    /// The last record (read from the file's last line; `keyward audit verify` checks
+    /// the whole chain).
+    pub fn last_record(&self) -> io::Result<Option<Record>> {
         let mut last = None;
         for line in BufReader::new(File::open(self.dir.join(RECORDS))?).lines() {
             let line = line?;
@@ -115,20 +115,24 @@ impl FileSink {
                 last = Some(line);
             }
         }
-        match last {
-            None => Ok(Chain {
+        last.map(|line| {
+            serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        })
+        .transpose()
+    }
+
+    /// Where the chain stands: the last record's number and hash.
+    pub fn chain(&self) -> io::Result<Chain> {
+        Ok(match self.last_record()? {
+            None => Chain {
                 seq: 0,
                 hash: GENESIS.to_owned(),
-            }),
-            Some(line) => {
-                let r: Record = serde_json::from_str(&line)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                Ok(Chain {
-                    seq: r.seq,
-                    hash: r.hash,
-                })
-            }
-        }
+            },
+            Some(r) => Chain {
+                seq: r.seq,
+                hash: r.hash,
+            },
+        })
     }
 
     /// The directory.

@@ -215,9 +215,21 @@ fn reconcile(
     file: &mut keyward_audit::sink::FileSink,
 ) -> Result<Chain, ServerError> {
     let in_store = chain_of(store.audit_tail()?)?;
-    let in_file = file
-        .chain()
+    // The file's last record, read once: its place in the chain, and for two level
+    // copies the record to compare.
+    let last_in_file = file
+        .last_record()
         .map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
+    let in_file = last_in_file.as_ref().map_or_else(
+        || Chain {
+            seq: 0,
+            hash: keyward_audit::record::GENESIS.to_owned(),
+        },
+        |r| Chain {
+            seq: r.seq,
+            hash: r.hash.clone(),
+        },
+    );
     let disagree = |seq: u64| {
         ServerError::Internal(format!(
             "the audit log in the store and in {} disagree at record {seq}; run `keyward audit verify`",
@@ -257,11 +269,10 @@ fn reconcile(
         store.append_audit(&rows, None)?;
     } else if in_store.seq > 0 {
         // Level: the last records must be the same record, member for member.
-        let last_in_file = file_records_after(file.dir(), in_store.seq - 1)?;
         let last_in_store = store
             .audit_tail()?
             .and_then(|r| serde_json::from_str::<Record>(&r.line).ok());
-        if last_in_file.first() != last_in_store.as_ref()
+        if last_in_file != last_in_store
             || last_in_store.is_none_or(|r| r.computed_hash() != r.hash)
         {
             return Err(disagree(in_store.seq));

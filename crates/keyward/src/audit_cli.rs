@@ -177,6 +177,15 @@ fn open_store(data_dir: Option<&Path>) -> Result<(PathBuf, SqliteStore), CliErro
     Ok((dir, store))
 }
 
+/// The checkpoint public key the database keeps (hex).
+fn stored_public_key(store: &SqliteStore) -> Result<String, CliError> {
+    store
+        .meta(keyward_server::audit::PUBLIC_KEY_META)
+        .map_err(|e| failed("database")(&e))?
+        .and_then(|k| String::from_utf8(k).ok())
+        .ok_or_else(|| failed("audit")(&"this data directory has no audit log yet"))
+}
+
 /// The store's records in order, a page at a time; a read error ends the iteration and
 /// is kept for the caller.
 struct StoreLines<'a> {
@@ -346,11 +355,7 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
         ok &= result.is_some();
     } else {
         let (dir, store) = open_store(args.source.data_dir.as_deref())?;
-        let stored_key = store
-            .meta(keyward_server::audit::PUBLIC_KEY_META)
-            .map_err(|e| failed("database")(&e))?
-            .and_then(|k| String::from_utf8(k).ok())
-            .ok_or_else(|| failed("audit")(&"this data directory has no audit log yet"))?;
+        let stored_key = stored_public_key(&store)?;
         if let Some(given) = &given_key
             && *given != stored_key
         {
@@ -437,11 +442,7 @@ fn create_new(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
 
 fn export(args: &ExportArgs) -> Result<(), CliError> {
     let (_, store) = open_store(args.data_dir.as_deref())?;
-    let public_key = store
-        .meta(keyward_server::audit::PUBLIC_KEY_META)
-        .map_err(|e| failed("database")(&e))?
-        .and_then(|k| String::from_utf8(k).ok())
-        .ok_or_else(|| failed("audit")(&"this data directory has no audit log yet"))?;
+    let public_key = stored_public_key(&store)?;
     fs::create_dir_all(&args.out).map_err(|e| failed(&args.out.display().to_string())(&e))?;
     // Checkpoints first: records appended meanwhile are then past the last checkpoint,
     // never the other way round.

@@ -54,6 +54,18 @@ fn workload(env: &[(String, String)], n: usize) {
     }
 }
 
+/// Starts `keyward serve` on `data`, which must refuse to start; returns what it said.
+fn refused_start(data: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "it started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn write_lines(path: &Path, lines: &[String]) {
     fs::write(
         path,
@@ -374,14 +386,7 @@ fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
     let mut changed = lines.clone();
     changed[5] = changed[5].replace("\"principal\":\"admin\"", "\"principal\":\"nobody\"");
     write_lines(&records, &changed);
-    let refused = Command::new("timeout")
-        .arg("30")
-        .arg(env!("CARGO_BIN_EXE_keyward"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
+    let err = refused_start(data_s);
     assert!(err.contains("disagree at record 6"), "{err}");
     write_lines(&records, &lines);
 
@@ -394,13 +399,6 @@ fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
     )
     .unwrap();
     drop(db);
-    let refused = Command::new("timeout")
-        .arg("30")
-        .arg(env!("CARGO_BIN_EXE_keyward"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
+    let err = refused_start(data_s);
     assert!(err.contains("public key is not the signing key"), "{err}");
 }
