@@ -33,8 +33,12 @@ pub struct FileSink {
     dir: PathBuf,
     records: File,
     checkpoints: File,
+    /// The files' lengths as this sink left them.
+    len: (u64, u64),
     /// File lengths before the last append, to undo it.
     before: Option<(u64, u64)>,
+    /// The records of one append, as one write.
+    text: Vec<u8>,
     policy: SyncPolicy,
     /// Since when records have been written but not synced.
     unsynced: Option<std::time::Instant>,
@@ -95,11 +99,14 @@ impl FileSink {
         let mut checkpoints = open_append(&dir.join(CHECKPOINTS))?;
         drop_partial_line(&mut records)?;
         drop_partial_line(&mut checkpoints)?;
+        let len = (records.metadata()?.len(), checkpoints.metadata()?.len());
         Ok(Self {
             dir: dir.to_owned(),
             records,
             checkpoints,
+            len,
             before: None,
+            text: Vec::new(),
             policy,
             unsynced: None,
         })
@@ -164,54 +171,44 @@ impl Sink for FileSink {
         lines: &[String],
         checkpoint: Option<&Checkpoint>,
     ) -> io::Result<()> {
-        let before = (
-            self.records.metadata()?.len(),
-            self.checkpoints.metadata()?.len(),
-        );
-        let result = (|| {
-            if !records.is_empty() {
-                let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-                for line in lines {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-                self.records.write_all(text.as_bytes())?;
-                match self.policy {
-                    SyncPolicy::EveryBatch => self.records.sync_data()?,
-                    SyncPolicy::Within(d) => {
-                        let since = *self.unsynced.get_or_insert_with(std::time::Instant::now);
-                        if since.elapsed() >= d {
-                            self.records.sync_data()?;
-                            self.unsynced = None;
-                        }
+        let before = self.len;
+        self.before = Some(before);
+        if !records.is_empty() {
+            self.text.clear();
+            for line in lines {
+                self.text.extend_from_slice(line.as_bytes());
+                self.text.push(b'\n');
+            }
+            self.records.write_all(&self.text)?;
+            self.len.0 += self.text.len() as u64;
+            if self.text.capacity() > 1 << 20 {
+                self.text = Vec::new();
+            }
+            match self.policy {
+                SyncPolicy::EveryBatch => self.records.sync_data()?,
+                SyncPolicy::Within(d) => {
+                    let since = *self.unsynced.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= d {
+                        self.records.sync_data()?;
+                        self.unsynced = None;
                     }
                 }
             }
-            if let Some(c) = checkpoint {
-                // A checkpoint must never reach the disk before the records it covers.
-                if self.unsynced.is_some() {
-                    self.records.sync_data()?;
-                    self.unsynced = None;
-                }
-                let mut line = serde_json::to_string(c)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                line.push('\n');
-                self.checkpoints.write_all(line.as_bytes())?;
-                self.checkpoints.sync_data()?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.before = Some(before);
-                Ok(())
-            }
-            Err(e) => {
-                self.before = Some(before);
-                let _ = self.undo_last();
-                Err(e)
-            }
         }
+        if let Some(c) = checkpoint {
+            // A checkpoint must never reach the disk before the records it covers.
+            if self.unsynced.is_some() {
+                self.records.sync_data()?;
+                self.unsynced = None;
+            }
+            let mut line = serde_json::to_string(c)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            line.push('\n');
+            self.checkpoints.write_all(line.as_bytes())?;
+            self.len.1 += line.len() as u64;
+            self.checkpoints.sync_data()?;
+        }
+        Ok(())
     }
 
     fn needs_sync(&self) -> bool {
@@ -225,11 +222,13 @@ impl Sink for FileSink {
     }
 
     fn undo_last(&mut self) -> io::Result<()> {
-        if let Some((records, checkpoints)) = self.before.take() {
+        if let Some((records, checkpoints)) = self.before {
             self.records.set_len(records)?;
             self.checkpoints.set_len(checkpoints)?;
             self.records.sync_data()?;
             self.checkpoints.sync_data()?;
+            self.len = (records, checkpoints);
+            self.before = None;
         }
         Ok(())
     }

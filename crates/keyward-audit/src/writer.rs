@@ -1,24 +1,40 @@
-//! The group-commit writer. Requests hand their [`Event`] to [`AuditLog::record`] and wait;
-//! one thread takes every event waiting, chains them, appends the batch to every sink
-//! (each durable before it returns) and only then answers them all. Under load a batch
-//! holds many records for one fsync; alone, a record waits for its own.
+//! The group-commit writer.
 //!
-//! Fail-closed: if any sink fails, the batch is undone in the sinks that took it, the chain
-//! does not move, and every request in it gets [`AuditUnavailable`]: the caller must refuse
-//! the operation. The next batch tries again, so service resumes when the sink recovers.
+//! A request chains its own record on the thread it runs on (under a short lock: a hash
+//! and a serialization) and waits; one writer thread takes every record chained since its
+//! last pass, appends them to the primary sink in one write (durable when it returns:
+//! one `fdatasync` for the batch), and only then answers them all. While it writes, the
+//! next batch forms. Under load a batch holds many records for one fsync and there is
+//! one thread wake-up per batch, not per record; alone, a record waits for its own.
+//!
+//! Records durable in the primary (the file) are then copied to the follower (the
+//! store) in larger batches, after their requests were answered: a crash in between
+//! leaves the follower behind, and the start-up check copies what it lacks.
+//!
+//! Fail-closed: if the primary fails, the batch is undone, the chain goes back to the
+//! last durable record, and every request chained since gets [`AuditUnavailable`]: the
+//! caller must refuse the operation. The next batch tries again, so service resumes when
+//! the sink recovers. A follower that fails stops the log too (no record is acknowledged
+//! that the store may never get) until a retry, every [`RETRY_EVERY`], succeeds.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, CheckpointSigner};
 use crate::record::{Event, Record};
 
-/// Most records in one batch.
+/// Most records in one append to a sink.
 pub const MAX_BATCH: usize = 4096;
-/// While a sink fails, how often the writer tries it again with a checkpoint.
+/// While a sink fails, how often the writer tries it again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Records durable in the primary are copied to the follower once this many wait, or
+/// after [`FOLLOW_WITHIN`], or with a checkpoint.
+const FOLLOW_BATCH: usize = 1024;
+/// Longest a durable record waits to be copied to the follower.
+const FOLLOW_WITHIN: Duration = Duration::from_millis(20);
+/// How often the writer looks for sinks that owe a sync.
+const SYNC_POLL: Duration = Duration::from_millis(5);
 
 /// Where the chain stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +48,15 @@ pub struct Chain {
 /// A durable destination for records and checkpoints.
 pub trait Sink: Send {
     /// Appends records (with their lines, `lines[i]` being `records[i].line()`) and, if
-    /// given, a checkpoint; durable when it returns `Ok`. On error, nothing of this call
-    /// may remain.
+    /// given, a checkpoint; durable when it returns `Ok`. On error, the writer calls
+    /// [`Sink::undo_last`] to remove whatever part of it was written.
     fn append(
         &mut self,
         records: &[Record],
         lines: &[String],
         checkpoint: Option<&Checkpoint>,
     ) -> std::io::Result<()>;
-    /// Removes what the last successful `append` added (when a later sink failed).
+    /// Removes what the last `append` added.
     fn undo_last(&mut self) -> std::io::Result<()>;
     /// Whether the sink holds appended records that it has not yet forced to stable
     /// storage (a sink that syncs within a bounded time rather than per batch); the
@@ -54,29 +70,12 @@ pub trait Sink: Send {
     }
 }
 
-/// How often the writer looks for sinks that owe a sync.
-const SYNC_POLL: Duration = Duration::from_millis(5);
-
 /// The audit log could not make a record durable; the operation must be refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the audit log is unavailable")]
 pub struct AuditUnavailable;
 
-struct Pending {
-    event: Event,
-    done: tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>,
-}
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "records are the traffic; boxing each would cost an allocation per request"
-)]
-enum Msg {
-    Record(Pending),
-    /// Checkpoint the chain now (if it moved since the last one); answers whether the
-    /// log is checkpointed up to its last record.
-    Checkpoint(mpsc::Sender<bool>),
-}
+type Done = tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>;
 
 /// Checkpoint every this many records or this long, whichever comes first.
 #[derive(Debug, Clone, Copy)]
@@ -87,11 +86,69 @@ pub struct CheckpointEvery {
     pub interval: Duration,
 }
 
+/// Records chained but not yet taken by the writer.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    lines: Vec<String>,
+    waiting: Vec<Done>,
+}
+
+#[derive(Default)]
+struct Queue {
+    batch: Batch,
+    /// Callers of [`AuditLog::checkpoint_blocking`].
+    asks: Vec<mpsc::Sender<bool>>,
+    /// Every handle is gone: checkpoint and stop.
+    closed: bool,
+    /// The writer is asleep on `Shared::wake` (a request must wake it).
+    sleeping: bool,
+}
+
+struct Head {
+    /// The last record chained (durable or not yet).
+    chain: Chain,
+    queue: Queue,
+}
+
+struct Shared {
+    head: Mutex<Head>,
+    wake: Condvar,
+    healthy: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Head> {
+        // A panic while holding the lock leaves a consistent Head (each field is
+        // updated whole), so a poisoned lock is taken over.
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Ends the writer when the last [`AuditLog`] goes.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.lock().queue.closed = true;
+        self.0.wake.notify_one();
+    }
+}
+
 /// The running audit log.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Msg>,
-    healthy: Arc<AtomicBool>,
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -101,134 +158,235 @@ fn now_ms() -> i64 {
 }
 
 impl AuditLog {
-    /// Starts the writer thread after `chain`, writing to `sinks`.
+    /// Starts the writer after `chain`: records go to `primary` before they are answered,
+    /// and to `follower` after.
     pub fn start(
-        sinks: Vec<Box<dyn Sink>>,
+        primary: Box<dyn Sink>,
+        follower: Option<Box<dyn Sink>>,
         chain: Chain,
         signer: CheckpointSigner,
         every: CheckpointEvery,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let healthy = Arc::new(AtomicBool::new(true));
-        let flag = healthy.clone();
+        let shared = Arc::new(Shared {
+            head: Mutex::new(Head {
+                chain: chain.clone(),
+                queue: Queue::default(),
+            }),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            primary,
+            follower,
+            owed: Owed::default(),
+            primary_failed: false,
+            follower_failed: None,
+            checkpointed: chain.seq,
+            durable: chain,
+            signer,
+            every,
+            checkpoint_at: Instant::now(),
+            poisoned: false,
+        };
         std::thread::Builder::new()
             .name("keyward-audit".into())
-            .spawn(move || Writer::new(sinks, chain, signer, every, flag).run(&rx))
+            .spawn(move || writer.run())
             .ok();
-        Self { tx, healthy }
+        Self {
+            handle: Arc::new(Handle(shared)),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.0
+    }
+
+    /// Chains `event` and hands it to the writer; the receiver resolves once it is
+    /// durable, with its sequence number.
+    fn submit(
+        &self,
+        event: Event,
+    ) -> tokio::sync::oneshot::Receiver<Result<u64, AuditUnavailable>> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let shared = self.shared();
+        let mut head = shared.lock();
+        let seq = head.chain.seq + 1;
+        let (record, line) = Record::chain_line(seq, &head.chain.hash, event);
+        head.chain.seq = seq;
+        head.chain.hash.clone_from(&record.hash);
+        let queue = &mut head.queue;
+        queue.batch.records.push(record);
+        queue.batch.lines.push(line);
+        queue.batch.waiting.push(done);
+        if std::mem::take(&mut queue.sleeping) {
+            drop(head);
+            shared.wake.notify_one();
+        }
+        wait
     }
 
     /// Records `event`; resolves once it is durable, with its sequence number.
     pub async fn record(&self, event: Event) -> Result<u64, AuditUnavailable> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Record(Pending { event, done }))
-            .map_err(|_| AuditUnavailable)?;
-        wait.await.map_err(|_| AuditUnavailable)?
-    }
-
-    /// Signs a checkpoint of the log as it stands now (for a clean shutdown or an
-    /// export); blocks until it is durable. False if it could not be written.
-    pub fn checkpoint_blocking(&self) -> bool {
-        let (done, wait) = mpsc::channel();
-        self.tx.send(Msg::Checkpoint(done)).is_ok() && wait.recv().unwrap_or(false)
+        self.submit(event).await.map_err(|_| AuditUnavailable)?
     }
 
     /// [`AuditLog::record`] for threads that may block.
     pub fn record_blocking(&self, event: Event) -> Result<u64, AuditUnavailable> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Record(Pending { event, done }))
-            .map_err(|_| AuditUnavailable)?;
-        wait.blocking_recv().map_err(|_| AuditUnavailable)?
+        self.submit(event)
+            .blocking_recv()
+            .map_err(|_| AuditUnavailable)?
     }
 
-    /// Whether the last batch was written. Operations that change state check this first,
+    /// Signs a checkpoint of the log as it stands now (for a clean shutdown or an
+    /// export) and copies everything to the follower; blocks until that is durable.
+    /// False if it could not be written.
+    pub fn checkpoint_blocking(&self) -> bool {
+        let (done, wait) = mpsc::channel();
+        let shared = self.shared();
+        let mut head = shared.lock();
+        head.queue.asks.push(done);
+        let wake = std::mem::take(&mut head.queue.sleeping);
+        drop(head);
+        if wake {
+            shared.wake.notify_one();
+        }
+        wait.recv().unwrap_or(false)
+    }
+
+    /// Whether the last write succeeded. Operations that change state check this first,
     /// so that they are not done while records cannot be kept.
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.shared().healthy.load(Ordering::Acquire)
     }
 }
 
+/// Durable records (and a checkpoint) not yet copied to the follower.
+#[derive(Default)]
+struct Owed {
+    records: Vec<Record>,
+    lines: Vec<String>,
+    checkpoint: Option<Checkpoint>,
+    since: Option<Instant>,
+}
+
 struct Writer {
-    sinks: Vec<Box<dyn Sink>>,
-    chain: Chain,
+    shared: Arc<Shared>,
+    primary: Box<dyn Sink>,
+    follower: Option<Box<dyn Sink>>,
+    owed: Owed,
+    /// The primary's last append or sync failed.
+    primary_failed: bool,
+    /// When a follower last failed (it is retried every [`RETRY_EVERY`]).
+    follower_failed: Option<Instant>,
+    /// The last record durable in the primary.
+    durable: Chain,
     signer: CheckpointSigner,
     every: CheckpointEvery,
     checkpointed: u64,
     checkpoint_at: Instant,
-    healthy: Arc<AtomicBool>,
-    /// An undo failed: the copies may disagree, so nothing more is written.
+    /// An undo failed: the primary may hold records of refused requests, so nothing more
+    /// is written until a restart, whose start-up check compares the copies.
     poisoned: bool,
 }
 
 impl Writer {
-    fn new(
-        sinks: Vec<Box<dyn Sink>>,
-        chain: Chain,
-        signer: CheckpointSigner,
-        every: CheckpointEvery,
-        healthy: Arc<AtomicBool>,
-    ) -> Self {
-        Self {
-            sinks,
-            checkpointed: chain.seq,
-            chain,
-            signer,
-            every,
-            checkpoint_at: Instant::now(),
-            healthy,
-            poisoned: false,
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Publishes whether records can be kept now.
+    fn update_health(&self) {
+        let now = !self.poisoned && !self.primary_failed && self.follower_failed.is_none();
+        let was = self.shared.healthy.swap(now, Ordering::AcqRel);
+        if now && !was {
+            eprintln!("keyward: audit sinks writable again, serving");
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
+    /// How long the writer may sleep with nothing to do.
+    fn idle_wait(&self) -> Duration {
+        let mut wait = self.every.interval;
+        if !self.healthy() {
+            wait = wait.min(RETRY_EVERY);
+        }
+        if self.primary.needs_sync() {
+            wait = wait.min(SYNC_POLL);
+        }
+        if let Some(since) = self.owed.since
+            && self.follower_failed.is_none()
+        {
+            wait = wait.min(FOLLOW_WITHIN.saturating_sub(since.elapsed()));
+        }
+        wait
+    }
+
+    fn run(mut self) {
         loop {
-            // While failing, try a checkpoint every second, so that service resumes when
-            // the sink recovers even if only refused (never written) requests arrive.
-            let wait = if self.healthy.load(Ordering::Acquire) {
-                self.every.interval
+            let shared = self.shared.clone();
+            let mut head = shared.lock();
+            if head.queue.batch.records.is_empty()
+                && head.queue.asks.is_empty()
+                && !head.queue.closed
+            {
+                head.queue.sleeping = true;
+                let wait = self.idle_wait();
+                head = shared
+                    .wake
+                    .wait_timeout(head, wait)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                head.queue.sleeping = false;
+            }
+            let batch = std::mem::take(&mut head.queue.batch);
+            let asks = std::mem::take(&mut head.queue.asks);
+            let closed = head.queue.closed;
+            let tip = head.chain.clone();
+            drop(head);
+            if batch.records.is_empty() {
+                self.idle();
             } else {
-                RETRY_EVERY.min(self.every.interval)
-            };
-            let owed = self.sinks.iter().any(|s| s.needs_sync());
-            let wait = if owed { wait.min(SYNC_POLL) } else { wait };
-            let first = match rx.recv_timeout(wait) {
-                Ok(Msg::Record(p)) => p,
-                Err(mpsc::RecvTimeoutError::Timeout) if owed => {
-                    self.sync_sinks();
-                    continue;
-                }
-                Ok(Msg::Checkpoint(done)) => {
-                    self.idle_checkpoint();
-                    let _ = done.send(self.checkpointed == self.chain.seq);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.idle_checkpoint();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.idle_checkpoint();
-                    return;
-                }
-            };
-            let mut batch = vec![first];
-            let mut asked = Vec::new();
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Msg::Record(p)) => batch.push(p),
-                    Ok(Msg::Checkpoint(done)) => asked.push(done),
-                    Err(_) => break,
-                }
+                self.commit(batch, tip);
             }
-            self.commit(batch);
-            if !asked.is_empty() {
+            if !asks.is_empty() || closed {
                 self.idle_checkpoint();
-                for done in asked {
-                    let _ = done.send(self.checkpointed == self.chain.seq);
+                self.follow();
+                let done = self.checkpointed == self.durable.seq && self.owed.records.is_empty();
+                for ask in asks {
+                    let _ = ask.send(done);
                 }
             }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Whether the follower may be tried now (it is not failing, or its retry is due).
+    fn follow_due(&self) -> bool {
+        self.follower_failed
+            .is_none_or(|failed| failed.elapsed() >= RETRY_EVERY)
+    }
+
+    /// Nothing new came: sync what is owed, copy to the follower, retry, checkpoint.
+    fn idle(&mut self) {
+        if self.primary.needs_sync()
+            && let Err(e) = self.primary.sync()
+        {
+            eprintln!("keyward: audit sink failed to sync, refusing audited operations: {e}");
+            self.primary_failed = true;
+            self.update_health();
+        }
+        if self.follow_due()
+            && self
+                .owed
+                .since
+                .is_some_and(|s| s.elapsed() >= FOLLOW_WITHIN)
+        {
+            self.follow();
+        }
+        if self.checkpoint_at.elapsed() >= self.every.interval || !self.healthy() {
+            self.idle_checkpoint();
         }
     }
 
@@ -238,6 +396,7 @@ impl Writer {
                 || self.checkpoint_at.elapsed() >= self.every.interval)
     }
 
+    /// Appends to the primary; on failure undoes it and refuses the log.
     fn write(
         &mut self,
         records: &[Record],
@@ -247,86 +406,127 @@ impl Writer {
         if self.poisoned {
             return false;
         }
-        for i in 0..self.sinks.len() {
-            if let Err(e) = self.sinks[i].append(records, lines, checkpoint) {
-                if self.healthy.load(Ordering::Acquire) {
+        // While the follower cannot take records, acknowledge none until it can.
+        if self.follower_failed.is_some() && !(self.follow_due() && self.follow()) {
+            return false;
+        }
+        match self.primary.append(records, lines, checkpoint) {
+            Ok(()) => {
+                self.primary_failed = false;
+                self.update_health();
+                true
+            }
+            Err(e) => {
+                if !self.primary_failed {
                     eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
                 }
-                for sink in &mut self.sinks[..i] {
-                    if let Err(e) = sink.undo_last() {
-                        // A copy now holds records of requests that were refused: no
-                        // later batch may build on it. Stay failed until a restart,
-                        // whose start-up check compares the copies.
-                        eprintln!(
-                            "keyward: audit: undoing a failed batch failed ({e}); refusing audited operations until restarted"
-                        );
-                        self.poisoned = true;
-                    }
+                if let Err(e) = self.primary.undo_last() {
+                    eprintln!(
+                        "keyward: audit: undoing a failed batch failed ({e}); refusing audited operations until restarted"
+                    );
+                    self.poisoned = true;
                 }
-                self.healthy.store(false, Ordering::Release);
-                return false;
+                self.primary_failed = true;
+                self.update_health();
+                false
             }
         }
-        if !self.healthy.swap(true, Ordering::AcqRel) {
-            eprintln!("keyward: audit sinks writable again, serving");
-        }
-        true
     }
 
-    fn commit(&mut self, batch: Vec<Pending>) {
-        let mut seq = self.chain.seq;
-        let mut prev = self.chain.hash.clone();
-        let mut records = Vec::with_capacity(batch.len());
-        let mut lines = Vec::with_capacity(batch.len());
-        let mut waiting = Vec::with_capacity(batch.len());
-        for p in batch {
-            seq += 1;
-            let (r, line) = Record::chain_line(seq, &prev, p.event);
-            prev.clone_from(&r.hash);
-            records.push(r);
-            lines.push(line);
-            waiting.push(p.done);
-        }
-        let checkpoint = if self.due(seq) {
-            self.signer.sign(seq, &prev, now_ms())
+    fn commit(&mut self, batch: Batch, tip: Chain) {
+        let Batch {
+            records,
+            lines,
+            waiting,
+        } = batch;
+        let checkpoint = if self.due(tip.seq) {
+            self.signer.sign(tip.seq, &tip.hash, now_ms())
         } else {
             None
         };
-        if self.write(&records, &lines, checkpoint.as_ref()) {
-            self.chain = crate::writer::Chain { seq, hash: prev };
-            if checkpoint.is_some() {
-                self.checkpointed = seq;
-                self.checkpoint_at = Instant::now();
-            }
-            for (done, r) in waiting.into_iter().zip(&records) {
-                let _ = done.send(Ok(r.seq));
-            }
-        } else {
-            for done in waiting {
+        // One append, whatever its size: a batch is durable whole or refused whole.
+        if !self.write(&records, &lines, checkpoint.as_ref()) {
+            // Everything chained after the last durable record is refused, including
+            // records chained onto this batch while it was being written.
+            let mut head = self.shared.lock();
+            head.chain = self.durable.clone();
+            let later = std::mem::take(&mut head.queue.batch).waiting;
+            drop(head);
+            for done in waiting.into_iter().chain(later) {
                 let _ = done.send(Err(AuditUnavailable));
             }
+            return;
+        }
+        self.durable = tip;
+        for (done, r) in waiting.into_iter().zip(&records) {
+            let _ = done.send(Ok(r.seq));
+        }
+        self.owed.since.get_or_insert_with(Instant::now);
+        self.owed.records.extend(records);
+        self.owed.lines.extend(lines);
+        if let Some(c) = checkpoint {
+            self.checkpointed = c.seq;
+            self.checkpoint_at = Instant::now();
+            self.owed.checkpoint = Some(c);
+            // Copied at once, so that at most one checkpoint is ever owed.
+            self.follow();
+        } else if self.owed.records.len() >= FOLLOW_BATCH
+            || self
+                .owed
+                .since
+                .is_some_and(|s| s.elapsed() >= FOLLOW_WITHIN)
+        {
+            self.follow();
         }
     }
 
-    fn sync_sinks(&mut self) {
-        for sink in &mut self.sinks {
-            if sink.needs_sync()
-                && let Err(e) = sink.sync()
-            {
-                eprintln!("keyward: audit sink failed to sync, refusing audited operations: {e}");
-                self.healthy.store(false, Ordering::Release);
+    /// Copies the owed records (and checkpoint) to the follower, at most [`MAX_BATCH`]
+    /// records per append. False if it failed: what it did not take is kept and retried,
+    /// and the log refuses records meanwhile.
+    fn follow(&mut self) -> bool {
+        let Some(follower) = self.follower.as_mut() else {
+            self.owed = Owed::default();
+            return true;
+        };
+        let owed = &mut self.owed;
+        while !owed.records.is_empty() || owed.checkpoint.is_some() {
+            let n = owed.records.len().min(MAX_BATCH);
+            let last = n == owed.records.len();
+            let checkpoint = owed.checkpoint.as_ref().filter(|_| last);
+            if let Err(e) = follower.append(&owed.records[..n], &owed.lines[..n], checkpoint) {
+                if self.follower_failed.is_none() {
+                    eprintln!(
+                        "keyward: audit copy to the store failed, refusing audited operations: {e}"
+                    );
+                }
+                self.follower_failed = Some(Instant::now());
+                self.update_health();
+                return false;
+            }
+            owed.records.drain(..n);
+            owed.lines.drain(..n);
+            if last {
+                owed.checkpoint = None;
             }
         }
+        owed.since = None;
+        self.follower_failed = None;
+        self.update_health();
+        true
     }
 
     fn idle_checkpoint(&mut self) {
-        let failing = !self.healthy.load(Ordering::Acquire);
-        if (self.chain.seq > self.checkpointed || failing)
-            && let Some(c) = self.signer.sign(self.chain.seq, &self.chain.hash, now_ms())
+        let failing = !self.healthy();
+        if (self.durable.seq > self.checkpointed || failing)
+            && let Some(c) = self
+                .signer
+                .sign(self.durable.seq, &self.durable.hash, now_ms())
             && self.write(&[], &[], Some(&c))
         {
-            self.checkpointed = self.chain.seq;
+            self.checkpointed = self.durable.seq;
             self.checkpoint_at = Instant::now();
+            self.owed.checkpoint = Some(c);
+            self.follow();
         }
     }
 }

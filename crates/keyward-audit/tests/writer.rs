@@ -53,7 +53,14 @@ fn concurrent_records_are_chained_once_each_with_checkpoints() {
         records: 100,
         interval: Duration::from_secs(3600),
     };
-    let log = AuditLog::start(vec![Box::new(sink)], chain, signer, every);
+    let copy = Copy::default();
+    let log = AuditLog::start(
+        Box::new(sink),
+        Some(Box::new(copy.clone())),
+        chain,
+        signer,
+        every,
+    );
     let seqs = Arc::new(Mutex::new(BTreeSet::new()));
     std::thread::scope(|s| {
         for t in 0..8u64 {
@@ -73,6 +80,12 @@ fn concurrent_records_are_chained_once_each_with_checkpoints() {
     assert!(cps.len() >= 15, "{} checkpoints", cps.len());
     let v = verify(lines(dir.path()), &cps, &pk).unwrap();
     assert_eq!(v.records, 1600);
+    // The copy got every record once, in order, and every checkpoint.
+    assert_eq!(*copy.seqs.lock().unwrap(), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(
+        *copy.checkpoints.lock().unwrap(),
+        cps.iter().map(|c| c.seq).collect::<Vec<_>>()
+    );
     // Every request id appears exactly once.
     let ids: BTreeSet<String> = lines(dir.path())
         .iter()
@@ -81,18 +94,21 @@ fn concurrent_records_are_chained_once_each_with_checkpoints() {
     assert_eq!(ids.len(), 1600);
 }
 
-/// A sink that fails while `fail` is set, beside the real file sink.
+/// The file sink, failing after its write while `fail` is set (a write that reached the
+/// file, then an fsync that failed): the writer must undo it.
 struct Flaky {
+    file: FileSink,
     fail: Arc<Mutex<bool>>,
 }
 
 impl Sink for Flaky {
     fn append(
         &mut self,
-        _: &[Record],
-        _: &[String],
-        _: Option<&keyward_audit::Checkpoint>,
+        records: &[Record],
+        lines: &[String],
+        checkpoint: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
+        self.file.append(records, lines, checkpoint)?;
         if *self.fail.lock().unwrap() {
             Err(std::io::Error::other("no space left on device"))
         } else {
@@ -100,7 +116,7 @@ impl Sink for Flaky {
         }
     }
     fn undo_last(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.file.undo_last()
     }
 }
 
@@ -108,21 +124,19 @@ impl Sink for Flaky {
 fn a_failing_sink_refuses_records_leaves_nothing_behind_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let fail = Arc::new(Mutex::new(false));
-    let sink = FileSink::open(dir.path()).unwrap();
-    let chain = sink.chain().unwrap();
+    let file = FileSink::open(dir.path()).unwrap();
+    let chain = file.chain().unwrap();
     let (signer, _) = signer();
     let pk = signer.public_key().to_owned();
     let every = CheckpointEvery {
         records: 3,
         interval: Duration::from_secs(3600),
     };
-    // The file sink first, so that its append must be undone when the second fails.
-    let log = AuditLog::start(
-        vec![Box::new(sink), Box::new(Flaky { fail: fail.clone() })],
-        chain,
-        signer,
-        every,
-    );
+    let flaky = Flaky {
+        file,
+        fail: fail.clone(),
+    };
+    let log = AuditLog::start(Box::new(flaky), None, chain, signer, every);
     for i in 1..=5 {
         assert_eq!(log.record_blocking(event(i)), Ok(i));
     }
@@ -143,6 +157,97 @@ fn a_failing_sink_refuses_records_leaves_nothing_behind_and_recovers() {
     assert_eq!(verify(lines(dir.path()), &cps, &pk).unwrap().records, 6);
 }
 
+/// A follower that keeps what it is given, failing while `fail` is set.
+#[derive(Clone, Default)]
+struct Copy {
+    seqs: Arc<Mutex<Vec<u64>>>,
+    checkpoints: Arc<Mutex<Vec<u64>>>,
+    fail: Arc<Mutex<bool>>,
+}
+
+impl Sink for Copy {
+    fn append(
+        &mut self,
+        records: &[Record],
+        _: &[String],
+        checkpoint: Option<&keyward_audit::Checkpoint>,
+    ) -> std::io::Result<()> {
+        if *self.fail.lock().unwrap() {
+            return Err(std::io::Error::other("database is locked"));
+        }
+        self.seqs
+            .lock()
+            .unwrap()
+            .extend(records.iter().map(|r| r.seq));
+        self.checkpoints
+            .lock()
+            .unwrap()
+            .extend(checkpoint.map(|c| c.seq));
+        Ok(())
+    }
+    fn undo_last(&mut self) -> std::io::Result<()> {
+        unreachable!("a follower is never undone")
+    }
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_store_copy_follows_and_a_failing_copy_stops_the_log_until_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileSink::open(dir.path()).unwrap();
+    let chain = file.chain().unwrap();
+    let (signer, _) = signer();
+    let every = CheckpointEvery {
+        records: 4,
+        interval: Duration::from_secs(3600),
+    };
+    let copy = Copy::default();
+    let log = AuditLog::start(
+        Box::new(file),
+        Some(Box::new(copy.clone())),
+        chain,
+        signer,
+        every,
+    );
+    for i in 1..=5 {
+        assert_eq!(log.record_blocking(event(i)), Ok(i));
+    }
+    eventually("the copy has 1..=5", || {
+        *copy.seqs.lock().unwrap() == [1, 2, 3, 4, 5]
+    });
+    assert_eq!(*copy.checkpoints.lock().unwrap(), [4]);
+    *copy.fail.lock().unwrap() = true;
+    // Durable in the file, so acknowledged; its copy then fails.
+    assert_eq!(log.record_blocking(event(6)), Ok(6));
+    eventually("the failed copy stops the log", || !log.healthy());
+    assert_eq!(log.record_blocking(event(7)), Err(AuditUnavailable));
+    assert_eq!(
+        lines(dir.path()).len(),
+        6,
+        "a refused record reached the file"
+    );
+    *copy.fail.lock().unwrap() = false;
+    // Retried within a second: record 6 reaches the copy, and service resumes.
+    eventually("the copy recovers", || log.healthy());
+    assert_eq!(log.record_blocking(event(8)), Ok(7));
+    assert!(
+        log.checkpoint_blocking(),
+        "checkpoint with every copy level"
+    );
+    assert_eq!(*copy.seqs.lock().unwrap(), (1..=7).collect::<Vec<_>>());
+    assert_eq!(copy.checkpoints.lock().unwrap().last(), Some(&7));
+}
+
 #[test]
 fn a_full_disk_refuses_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +262,7 @@ fn a_full_disk_refuses_records() {
         seq: 0,
         hash: keyward_audit::record::GENESIS.into(),
     };
-    let log = AuditLog::start(vec![Box::new(sink)], chain, signer, every);
+    let log = AuditLog::start(Box::new(sink), None, chain, signer, every);
     assert_eq!(log.record_blocking(event(1)), Err(AuditUnavailable));
 }
 
@@ -173,8 +278,11 @@ fn a_partial_last_line_from_a_crash_is_dropped_on_open() {
     assert_eq!(lines(dir.path()), [r1.line()]);
 }
 
-/// A sink whose undo fails too (the disk is full for the undo as well).
-struct Stuck;
+/// A sink whose append fails while `fail` is set, and whose undo always fails (the disk
+/// is full for the undo as well).
+struct Stuck {
+    fail: Arc<Mutex<bool>>,
+}
 
 impl Sink for Stuck {
     fn append(
@@ -183,7 +291,11 @@ impl Sink for Stuck {
         _: &[String],
         _: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
-        Ok(())
+        if *self.fail.lock().unwrap() {
+            Err(std::io::Error::other("no space left on device"))
+        } else {
+            Ok(())
+        }
     }
     fn undo_last(&mut self) -> std::io::Result<()> {
         Err(std::io::Error::other("no space left on device"))
@@ -199,7 +311,8 @@ fn a_failed_undo_stops_the_log_for_good() {
         interval: Duration::from_millis(200),
     };
     let log = AuditLog::start(
-        vec![Box::new(Stuck), Box::new(Flaky { fail: fail.clone() })],
+        Box::new(Stuck { fail: fail.clone() }),
+        None,
         keyward_audit::Chain {
             seq: 0,
             hash: keyward_audit::record::GENESIS.to_owned(),
@@ -210,8 +323,8 @@ fn a_failed_undo_stops_the_log_for_good() {
     assert_eq!(log.record_blocking(event(1)), Ok(1));
     *fail.lock().unwrap() = true;
     assert_eq!(log.record_blocking(event(2)), Err(AuditUnavailable));
-    // The second sink recovers, but the first still holds the refused record: nothing
-    // may be built on it, retries included.
+    // The sink recovers, but may still hold part of the refused record: nothing may be
+    // built on it, retries included.
     *fail.lock().unwrap() = false;
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!log.healthy());

@@ -1,6 +1,6 @@
 //! The service's audit log: one record for every request that reaches authentication,
-//! made durable in the store and in the JSON-lines file sink before the request is
-//! answered (fail-closed; see [`keyward_audit::writer`]).
+//! made durable in the JSON-lines file sink before the request is answered (fail-closed;
+//! see [`keyward_audit::writer`]) and copied to the store within milliseconds after.
 //!
 //! Its two keys live behind the root-key barrier like all key material: an HMAC key for
 //! encryption-context values (so equal values can be matched without the log revealing
@@ -306,7 +306,8 @@ impl Auditor {
             before: None,
         };
         let log = AuditLog::start(
-            vec![Box::new(store_sink), Box::new(file)],
+            Box::new(file),
+            Some(Box::new(store_sink)),
             chain,
             signer,
             settings.every,

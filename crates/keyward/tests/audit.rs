@@ -167,11 +167,11 @@ fn verify_catches_every_kind_of_tampering() {
 
     // Someone with the database and the audit directory cuts the tail and the checkpoints
     // that cover it, everywhere on this machine: only the exported checkpoint proves it.
-    let db = rusqlite::Connection::open(data.join("keyward.db")).unwrap();
-    db.execute("DELETE FROM audit_batches WHERE first_seq > 9", [])
-        .unwrap();
-    db.execute("DELETE FROM audit_checkpoints", []).unwrap();
-    drop(db);
+    {
+        use keyward_store::Store as _;
+        let db = keyward_store::SqliteStore::open(&data.join("keyward.db")).unwrap();
+        db.truncate_audit(9, 0).unwrap();
+    }
     let local = data.join("audit");
     let kept: Vec<String> = original[..9].to_vec();
     write_lines(&local.join("audit.jsonl"), &kept);
