@@ -66,6 +66,12 @@ pub(crate) struct ServeArgs {
     /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to keep keys, aliases, certificates and the audit log in,
+    /// instead of SQLite in the data directory: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// [env: KEYWARD_DATABASE_URL, which keeps the password out of `ps`]. The root key
+    /// stays in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
     /// Address and port to listen on [env: KEYWARD_LISTEN] [default: 127.0.0.1:8443].
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) listen: Option<String>,
@@ -203,6 +209,12 @@ pub(crate) struct DataDirArgs {
     /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to keep keys, aliases, certificates and the audit log in,
+    /// instead of SQLite in the data directory: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// [env: KEYWARD_DATABASE_URL, which keeps the password out of `ps`]. The root key
+    /// stays in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
