@@ -1162,3 +1162,31 @@ impl Store for PostgresStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::DatabaseUrl;
+
+    #[test]
+    fn urls_show_no_password_and_bad_ones_are_refused() {
+        let url = DatabaseUrl::parse("postgres://kw:s3cret@db.internal:5433/keys").unwrap();
+        assert_eq!(url.to_string(), "postgres://kw@db.internal:5433/keys");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let socket = DatabaseUrl::parse("postgresql://kw@%2Frun%2Fpostgresql/keys").unwrap();
+        assert_eq!(socket.to_string(), "postgres://kw@[/run/postgresql]:5432/keys");
+        for bad in [
+            "sqlite:///var/lib/keyward.db",
+            "host=db user=kw password=s3cret dbname=keys",
+            "postgres://kw:s3cret@db.internal:port/keys",
+            "postgres://kw:s3cret@db.internal/keys?sslmode=require",
+            "postgres://kw:s3cret@db.internal",
+            "postgres://db.internal/keys",
+        ] {
+            let e = DatabaseUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid database URL"), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+}
