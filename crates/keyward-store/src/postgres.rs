@@ -1175,7 +1175,10 @@ mod tests {
         assert_eq!(url.to_string(), "postgres://kw@db.internal:5433/keys");
         assert!(!format!("{url:?}").contains("s3cret"));
         let socket = DatabaseUrl::parse("postgresql://kw@%2Frun%2Fpostgresql/keys").unwrap();
-        assert_eq!(socket.to_string(), "postgres://kw@[/run/postgresql]:5432/keys");
+        assert_eq!(
+            socket.to_string(),
+            "postgres://kw@[/run/postgresql]:5432/keys"
+        );
         for bad in [
             "sqlite:///var/lib/keyward.db",
             "host=db user=kw password=s3cret dbname=keys",
