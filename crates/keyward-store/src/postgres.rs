@@ -12,13 +12,17 @@
 //! restarted) is dropped and the call starts over on a fresh one, as long as nothing of
 //! it had reached the server.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use ::postgres::types::ToSql;
-use ::postgres::{Client, Config, NoTls, Row, Statement};
+use ::postgres::Row;
+
+mod pool;
+mod schema;
+mod url;
+
+use self::pool::{Conn, Pool};
+use self::schema::MIGRATIONS;
+pub use self::url::DatabaseUrl;
 
 use crate::common::{self, cert_columns, key_columns};
 use crate::{
@@ -26,167 +30,8 @@ use crate::{
     StoreError, VersionRecord,
 };
 
-/// Schema migrations, as SQLite's (same tables, same columns, same count: version N
-/// means the same schema in both); `keyward_schema.version` records how many ran.
-/// Sortable text is `COLLATE "C"` so that listing order is bytewise, as in SQLite,
-/// whatever the database's locale. Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE meta (
-    name  TEXT COLLATE "C" PRIMARY KEY,
-    value BYTEA NOT NULL
-);
-CREATE TABLE keys (
-    key_id               TEXT COLLATE "C" PRIMARY KEY,
-    created_at           BIGINT NOT NULL,
-    description          TEXT NOT NULL,
-    state                TEXT COLLATE "C" NOT NULL,
-    deletion_date        BIGINT,
-    pending_window_days  BIGINT,
-    rotation_period_days BIGINT,
-    next_rotation        BIGINT,
-    current_version      BIGINT NOT NULL,
-    on_demand_rotations  BIGINT NOT NULL,
-    policy               TEXT,
-    destroyed            BOOLEAN NOT NULL,
-    generation           BIGINT NOT NULL
-);
-CREATE TABLE key_versions (
-    key_id      TEXT COLLATE "C" NOT NULL REFERENCES keys (key_id),
-    version     BIGINT NOT NULL,
-    material_id TEXT NOT NULL,
-    wrapped     BYTEA NOT NULL,
-    created_at  BIGINT NOT NULL,
-    rotation    TEXT,
-    PRIMARY KEY (key_id, version)
-);
-CREATE TABLE aliases (
-    name       TEXT COLLATE "C" PRIMARY KEY,
-    key_id     TEXT COLLATE "C" NOT NULL REFERENCES keys (key_id),
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-CREATE INDEX aliases_by_key ON aliases (key_id);
-CREATE TABLE tags (
-    key_id    TEXT COLLATE "C" NOT NULL REFERENCES keys (key_id),
-    tag_key   TEXT COLLATE "C" NOT NULL,
-    tag_value TEXT NOT NULL,
-    PRIMARY KEY (key_id, tag_key)
-);
-"#,
-    r#"
-CREATE TABLE access_keys (
-    access_key_id TEXT COLLATE "C" PRIMARY KEY,
-    principal     TEXT NOT NULL,
-    wrapped       BYTEA NOT NULL,
-    created_at    BIGINT NOT NULL
-);
-"#,
-    r#"
-CREATE TABLE certificates (
-    serial     TEXT COLLATE "C" PRIMARY KEY,
-    subject    TEXT NOT NULL,
-    not_before BIGINT NOT NULL,
-    not_after  BIGINT NOT NULL,
-    issued_at  BIGINT NOT NULL,
-    revoked_at BIGINT,
-    der        BYTEA NOT NULL
-);
-CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
-"#,
-    r#"
-CREATE TABLE audit_batches (
-    first_seq BIGINT PRIMARY KEY,
-    last_seq  BIGINT NOT NULL,
-    first_ms  BIGINT NOT NULL,
-    last_ms   BIGINT NOT NULL,
-    lines     TEXT NOT NULL
-);
-CREATE TABLE audit_checkpoints (
-    n    BIGINT PRIMARY KEY,
-    seq  BIGINT NOT NULL,
-    line TEXT NOT NULL
-);
-"#,
-];
-
 /// The advisory lock a migration holds, so that nodes starting together take turns.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
-/// At most this many connections per store.
-const MAX_CONNECTIONS: usize = 16;
-/// How long a call waits for a connection when all are busy.
-const POOL_WAIT: Duration = Duration::from_secs(30);
-/// How long connecting may take, unless the URL says otherwise.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A PostgreSQL connection URL (`postgres://user:password@host:port/dbname`), checked.
-/// Its `Display` and `Debug` leave the password out.
-#[derive(Clone)]
-pub struct DatabaseUrl {
-    config: Config,
-}
-
-impl DatabaseUrl {
-    /// Parses and checks a URL; the error never repeats it (it may hold a password).
-    pub fn parse(url: &str) -> Result<Self, StoreError> {
-        let bad = |why: &str| StoreError::InvalidUrl(why.to_owned());
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(bad("must start with postgres:// or postgresql://"));
-        }
-        // tokio-postgres's parse errors name options and values' kinds, never the URL.
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: ::postgres::Error| StoreError::InvalidUrl(e.to_string()))?;
-        if config.get_ssl_mode() == ::postgres::config::SslMode::Require {
-            return Err(bad(
-                "sslmode=require: keyward does not speak TLS to PostgreSQL yet \
-                 (use a unix socket or a private network)",
-            ));
-        }
-        if config.get_hosts().is_empty() {
-            return Err(bad("no host"));
-        }
-        if config.get_user().is_none() {
-            return Err(bad("no user name"));
-        }
-        if config.get_dbname().is_none() {
-            return Err(bad("no database name"));
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("keyward");
-        }
-        Ok(Self { config })
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "postgres://{}@", self.config.get_user().unwrap_or(""))?;
-        let ports = self.config.get_ports();
-        for (i, host) in self.config.get_hosts().iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            match host {
-                ::postgres::config::Host::Tcp(name) => f.write_str(name)?,
-                ::postgres::config::Host::Unix(path) => write!(f, "[{}]", path.display())?,
-            }
-            if let Some(port) = ports.get(i).or(ports.first()) {
-                write!(f, ":{port}")?;
-            }
-        }
-        write!(f, "/{}", self.config.get_dbname().unwrap_or(""))
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
 
 /// The store in a PostgreSQL database. The user must be allowed to create tables in it
 /// (owning the database is simplest); the first open creates the schema.
@@ -209,11 +54,7 @@ impl PostgresStore {
     pub fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let store = Self {
             url: url.clone(),
-            pool: Pool {
-                config: url.config.clone(),
-                state: Mutex::new(PoolState::default()),
-                freed: Condvar::new(),
-            },
+            pool: Pool::new(url.config().clone()),
         };
         store.migrate()?;
         Ok(store)
@@ -290,200 +131,6 @@ impl PostgresStore {
                 let _ = lease.end(false);
                 Err(e)
             }
-        }
-    }
-}
-
-/// A connection and the statements prepared on it.
-struct Conn {
-    client: Client,
-    prepared: HashMap<&'static str, Statement>,
-}
-
-impl Conn {
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
-        if let Some(s) = self.prepared.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql).map_err(backend)?;
-        self.prepared.insert(sql, s.clone());
-        Ok(s)
-    }
-
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.execute(&s, params).map_err(backend)
-    }
-
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.query(&s, params).map_err(backend)
-    }
-
-    fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.query_opt(&s, params).map_err(backend)
-    }
-
-    /// Statements without parameters, sent as they are.
-    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.client.batch_execute(sql).map_err(backend)
-    }
-}
-
-#[derive(Default)]
-struct PoolState {
-    idle: Vec<Conn>,
-    /// Connections open, idle or lent.
-    open: usize,
-}
-
-struct Pool {
-    config: Config,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-}
-
-/// No connection came free in time.
-#[derive(Debug, thiserror::Error)]
-#[error("no database connection came free within {0:?}")]
-struct PoolExhausted(Duration);
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // Every change to the state is one assignment: a panic leaves it consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// An idle connection, else a new one if fewer than the maximum are open, else the
-    /// first one given back within [`POOL_WAIT`].
-    fn get(&self) -> Result<Lease<'_>, StoreError> {
-        let deadline = Instant::now() + POOL_WAIT;
-        let mut state = self.lock();
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                return Ok(Lease::new(self, conn, true));
-            }
-            if state.open < MAX_CONNECTIONS {
-                state.open += 1;
-                drop(state);
-                return match self.config.connect(NoTls) {
-                    Ok(client) => Ok(Lease::new(
-                        self,
-                        Conn {
-                            client,
-                            prepared: HashMap::new(),
-                        },
-                        false,
-                    )),
-                    Err(e) => {
-                        self.forget(1);
-                        Err(StoreError::Backend(Box::new(e)))
-                    }
-                };
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Backend(Box::new(PoolExhausted(POOL_WAIT))));
-            }
-            state = self
-                .freed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-    }
-
-    fn forget(&self, n: usize) {
-        let mut state = self.lock();
-        state.open = state.open.saturating_sub(n);
-        drop(state);
-        self.freed.notify_all();
-    }
-
-    /// Closes every idle connection: after one was found dead, the rest likely are.
-    fn flush(&self) {
-        let idle = std::mem::take(&mut self.lock().idle);
-        self.forget(idle.len());
-        drop(idle);
-    }
-}
-
-/// A connection lent out of the pool; given back on drop unless it died or was left
-/// inside a transaction.
-struct Lease<'p> {
-    pool: &'p Pool,
-    conn: Option<Conn>,
-    /// It came from the idle list (and so may have died while waiting there).
-    reused: bool,
-    in_transaction: bool,
-}
-
-impl<'p> Lease<'p> {
-    fn new(pool: &'p Pool, conn: Conn, reused: bool) -> Self {
-        Self {
-            pool,
-            conn: Some(conn),
-            reused,
-            in_transaction: false,
-        }
-    }
-
-    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
-        self.conn.as_mut().ok_or(StoreError::Corrupt(
-            "a database connection used after release",
-        ))
-    }
-
-    fn is_closed(&self) -> bool {
-        self.conn.as_ref().is_none_or(|c| c.client.is_closed())
-    }
-
-    fn begin(&mut self) -> Result<(), StoreError> {
-        self.conn()?.batch("BEGIN")?;
-        self.in_transaction = true;
-        Ok(())
-    }
-
-    /// Commits, or rolls back when `commit` is false.
-    fn end(&mut self, commit: bool) -> Result<(), StoreError> {
-        let r = self
-            .conn()?
-            .batch(if commit { "COMMIT" } else { "ROLLBACK" });
-        // After a failed COMMIT or ROLLBACK the connection's state is unknown: the
-        // flag stays up and the connection is closed when given back.
-        if r.is_ok() {
-            self.in_transaction = false;
-        }
-        r
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        if self.in_transaction || conn.client.is_closed() {
-            drop(conn);
-            self.pool.forget(1);
-        } else {
-            self.pool.lock().idle.push(conn);
-            self.pool.freed.notify_one();
         }
     }
 }
@@ -1160,36 +807,5 @@ impl Store for PostgresStore {
                 })
                 .collect()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::DatabaseUrl;
-
-    #[test]
-    fn urls_show_no_password_and_bad_ones_are_refused() {
-        let url = DatabaseUrl::parse("postgres://kw:s3cret@db.internal:5433/keys").unwrap();
-        assert_eq!(url.to_string(), "postgres://kw@db.internal:5433/keys");
-        assert!(!format!("{url:?}").contains("s3cret"));
-        let socket = DatabaseUrl::parse("postgresql://kw@%2Frun%2Fpostgresql/keys").unwrap();
-        assert_eq!(
-            socket.to_string(),
-            "postgres://kw@[/run/postgresql]:5432/keys"
-        );
-        for bad in [
-            "sqlite:///var/lib/keyward.db",
-            "host=db user=kw password=s3cret dbname=keys",
-            "postgres://kw:s3cret@db.internal:port/keys",
-            "postgres://kw:s3cret@db.internal/keys?sslmode=require",
-            "postgres://kw:s3cret@db.internal",
-            "postgres://db.internal/keys",
-        ] {
-            let e = DatabaseUrl::parse(bad).unwrap_err().to_string();
-            assert!(e.starts_with("invalid database URL"), "{bad}: {e}");
-            assert!(!e.contains("s3cret"), "{e}");
-        }
     }
 }
