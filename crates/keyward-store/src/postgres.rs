@@ -231,6 +231,11 @@ fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T
     rows.iter().map(f).collect()
 }
 
+/// A row limit as SQL takes it (SQLite reads a negative one as none; PostgreSQL refuses it).
+fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn opt_u32(n: Option<u32>) -> Option<i64> {
     n.map(i64::from)
 }
@@ -355,7 +360,7 @@ impl Store for PostgresStore {
                     key_columns!(),
                     " FROM keys WHERE key_id > $1 AND NOT destroyed ORDER BY key_id LIMIT $2"
                 ),
-                &[&after.unwrap_or(""), &(limit as i64)],
+                &[&after.unwrap_or(""), &sql_limit(limit)],
             )?;
             rows(found, key_from_row)
         })
@@ -459,7 +464,7 @@ impl Store for PostgresStore {
                 "SELECT name, key_id, created_at, updated_at FROM aliases \
                  WHERE name > $1 AND ($2::text IS NULL OR key_id = $2::text) \
                  ORDER BY name LIMIT $3",
-                &[&after.unwrap_or(""), &key_id, &(limit as i64)],
+                &[&after.unwrap_or(""), &key_id, &sql_limit(limit)],
             )?;
             rows(found, alias_from_row)
         })
@@ -586,7 +591,7 @@ impl Store for PostgresStore {
                     cert_columns!(),
                     " FROM certificates WHERE serial > $1 ORDER BY serial LIMIT $2"
                 ),
-                &[&after.unwrap_or(""), &(limit as i64)],
+                &[&after.unwrap_or(""), &sql_limit(limit)],
             )?;
             rows(found, cert_from_row)
         })
@@ -764,7 +769,7 @@ impl Store for PostgresStore {
             let batches = db.query(
                 "SELECT first_seq, first_ms, lines FROM audit_batches \
                  WHERE last_seq > $1 ORDER BY first_seq LIMIT $2",
-                &[&(after as i64), &(limit as i64)],
+                &[&(after as i64), &sql_limit(limit)],
             )?;
             let mut out = Vec::new();
             for row in &batches {
