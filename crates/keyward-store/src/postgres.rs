@@ -1,4 +1,5 @@
-//! The PostgreSQL store: one database shared by several keyward nodes.
+//! The PostgreSQL store: one database that several processes may write at once (the
+//! KMS above it is not yet ready for several nodes: docs/OPERATIONS.md).
 //!
 //! The same schema as SQLite, the same rules. Where SQLite leans on its single writer,
 //! PostgreSQL gets explicit locks: the migration takes an advisory lock, audit appends
@@ -94,8 +95,8 @@ impl PostgresStore {
     }
 
     /// Runs `f` on a connection outside any transaction (one statement: one
-    /// transaction). Reads only: a read that fails because its connection had died
-    /// is tried once more on a fresh one.
+    /// transaction). For reads and other statements that may run twice: one that fails
+    /// because its connection had died is tried once more on a fresh one.
     fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut lease = self.pool.get()?;
         match f(lease.conn()?) {
