@@ -294,3 +294,71 @@ fn the_password_is_in_no_error_and_no_debug_output() {
         }
     }
 }
+
+/// Nodes starting together on a new database: both migrate (one waits for the other's
+/// advisory lock) and both open.
+#[test]
+fn two_nodes_opening_a_new_database_at_once_both_open() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = DatabaseUrl::parse(&pg.url()).unwrap();
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                PostgresStore::open(&url).map(drop)
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        pg.psql("keyward", "SELECT count(*) FROM keyward_schema")
+            .trim(),
+        "1"
+    );
+}
+
+/// init_meta and revocation from two pools at once: one value wins everywhere, one
+/// revocation succeeds and the rest are told it was revoked already.
+#[test]
+fn racing_init_meta_and_revocations_from_two_pools() {
+    let Some((pg, a)) = store() else { return };
+    let b = open(&pg);
+    let stores: [Arc<dyn Store>; 2] = [Arc::new(a), Arc::new(b)];
+    stores[0]
+        .record_certificate(&keyward_store::CertificateRecord {
+            serial: "0a".into(),
+            subject: "spiffe://td/x".into(),
+            not_before: 0,
+            not_after: 100,
+            issued_at: 0,
+            revoked_at: None,
+            der: vec![1],
+        })
+        .unwrap();
+    const RACERS: usize = 6;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let handles: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (stores[i % 2].clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let meta = store.init_meta("root", format!("value {i}").as_bytes());
+                let revoked = store.revoke_certificate("0a", i as i64);
+                (meta.unwrap(), revoked)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let stored = stores[1].meta("root").unwrap().unwrap();
+    assert!(results.iter().all(|(m, _)| *m == stored), "{results:?}");
+    assert_eq!(results.iter().filter(|(_, r)| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|(_, r)| r.is_ok() || matches!(r, Err(StoreError::AlreadyExists)))
+    );
+}
