@@ -43,7 +43,7 @@ pub(crate) struct Source {
     /// The service's PostgreSQL database, if it keeps its log there rather than in SQLite
     /// in the data directory [env: KEYWARD_DATABASE_URL].
     #[arg(long, value_name = "URL", conflicts_with = "file")]
-    pub(crate) database_url: Option<String>,
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
     /// An exported or copied `audit.jsonl`; its checkpoints and public key are read from
     /// `checkpoints.jsonl` and `audit-public-key` beside it unless given.
     #[arg(long, value_name = "FILE")]
@@ -76,7 +76,7 @@ pub(crate) struct ExportArgs {
     /// The service's PostgreSQL database, if it keeps its log there rather than in SQLite
     /// in the data directory [env: KEYWARD_DATABASE_URL].
     #[arg(long, value_name = "URL")]
-    pub(crate) database_url: Option<String>,
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
     /// A new directory to write audit.jsonl, checkpoints.jsonl and audit-public-key to.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
