@@ -9,6 +9,10 @@ use crate::StoreError;
 
 /// How long connecting may take, unless the URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server lets a session sit idle inside a transaction before ending it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+/// How long sent data may go unacknowledged before the connection is given up.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL connection URL (`postgres://user:password@host:port/dbname`), checked.
 /// Its `Display` and `Debug` leave the password out.
@@ -53,6 +57,20 @@ impl DatabaseUrl {
         if config.get_application_name().is_none() {
             config.application_name("keyward");
         }
+        // A node that stops mid-transaction (frozen, cut off) must not hold its locks,
+        // the audit writers' among them, for long: every keyward transaction runs its
+        // statements back to back, so a minute idle inside one means it is gone.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            config.get_options().unwrap_or(""),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        config.options(options.trim_start());
+        // Data sent to a server that stopped answering fails the call after this long,
+        // rather than after the kernel's many minutes of retransmissions.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         Ok(Self { config })
     }
 }
@@ -94,6 +112,14 @@ mod tests {
         let url = DatabaseUrl::parse("postgres://kw:s3cret@db.internal:5433/keys").unwrap();
         assert_eq!(url.to_string(), "postgres://kw@db.internal:5433/keys");
         assert!(!format!("{url:?}").contains("s3cret"));
+        let options = url.config().get_options().unwrap();
+        assert_eq!(options, "-c idle_in_transaction_session_timeout=60000");
+        assert!(url.config().get_tcp_user_timeout().is_some());
+        let own = DatabaseUrl::parse("postgres://kw@db/keys?options=-c%20work_mem%3D8MB").unwrap();
+        assert_eq!(
+            own.config().get_options().unwrap(),
+            "-c work_mem=8MB -c idle_in_transaction_session_timeout=60000"
+        );
         let socket = DatabaseUrl::parse("postgresql://kw@%2Frun%2Fpostgresql/keys").unwrap();
         assert_eq!(
             socket.to_string(),
