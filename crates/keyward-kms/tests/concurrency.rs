@@ -1,4 +1,5 @@
-//! Many threads doing mixed operations on shared keys: no errors, no lost rotation.
+//! Many threads doing mixed operations on shared keys: no errors, no lost rotation;
+//! over SQLite and over PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,12 +7,23 @@ mod common;
 
 use std::sync::Arc;
 
-use keyward_kms::{CreateKeyRequest, EncryptionContext, SystemClock};
+use keyward_kms::{CreateKeyRequest, EncryptionContext, Kms, SystemClock};
 
 #[test]
 fn mixed_operations_on_shared_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let kms = common::open_kms(dir.path(), Arc::new(SystemClock)).unwrap();
+    let db = common::Db::sqlite().unwrap();
+    mixed_operations(&db.open_kms(Arc::new(SystemClock)).unwrap());
+}
+
+#[test]
+fn mixed_operations_on_shared_keys_postgres() {
+    let Some(db) = common::Db::postgres() else {
+        return;
+    };
+    mixed_operations(&db.open_kms(Arc::new(SystemClock)).unwrap());
+}
+
+fn mixed_operations(kms: &Kms) {
     let rotated = kms.create_key(&CreateKeyRequest::default()).unwrap().key_id;
     let shared = kms.create_key(&CreateKeyRequest::default()).unwrap().key_id;
 
@@ -20,7 +32,7 @@ fn mixed_operations_on_shared_keys() {
     let blobs = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (kms, rotated, shared) = (&kms, &rotated, &shared);
+                let (rotated, shared) = (&rotated, &shared);
                 s.spawn(move || {
                     let ctx: EncryptionContext =
                         [("thread".to_owned(), t.to_string())].into_iter().collect();

@@ -2,7 +2,9 @@
 //! moments, many times. After each kill the store must open cleanly and hold every write
 //! the child had reported as done.
 //!
-//! The child is this test binary itself, run with KEYWARD_CRASH_CHILD set.
+//! The child is this test binary itself, run with KEYWARD_CRASH_CHILD set (and, for
+//! PostgreSQL, KEYWARD_CRASH_DATABASE_URL). Over PostgreSQL the server is also restarted
+//! under the writer now and then.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,8 +18,23 @@ use std::time::{Duration, Instant};
 
 use keyward_kms::{CreateKeyRequest, EncryptionContext, Kms, SystemClock};
 
-fn open(dir: &Path) -> Kms {
-    common::open_kms(dir, Arc::new(SystemClock)).unwrap()
+fn open(dir: &Path, url: Option<&str>) -> Kms {
+    match url {
+        None => common::open_kms(dir, Arc::new(SystemClock)).unwrap(),
+        Some(url) => {
+            let url = keyward_store::DatabaseUrl::parse(url).unwrap();
+            let store = Arc::new(keyward_store::PostgresStore::open(&url).unwrap());
+            let (root, _) =
+                keyward_kms::AesRootKey::load_or_create_file(&dir.join("root.key")).unwrap();
+            Kms::open(
+                store,
+                Box::new(root),
+                Arc::new(SystemClock),
+                keyward_kms::KmsConfig::default(),
+            )
+            .unwrap()
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -37,7 +54,8 @@ fn crash_child() {
     let Some(dir) = std::env::var_os("KEYWARD_CRASH_CHILD") else {
         return;
     };
-    let kms = open(Path::new(&dir));
+    let url = std::env::var("KEYWARD_CRASH_DATABASE_URL").ok();
+    let kms = open(Path::new(&dir), url.as_deref());
     let ctx = EncryptionContext::new();
     let mut out = std::io::stdout().lock();
     loop {
@@ -63,16 +81,35 @@ fn crash_child() {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    sigkill_rounds(None, 30, 5);
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_and_server_restarts_postgres() {
+    let Some(pg) = keyward_testpg::PgCluster::start() else {
+        return;
+    };
+    sigkill_rounds(Some(&pg), 15, 50);
+}
+
+/// Kills the writing child after `min_ms` to `min_ms + 144` ms, `rounds` times, and
+/// checks every acknowledged write after each kill.
+fn sigkill_rounds(pg: Option<&keyward_testpg::PgCluster>, rounds: usize, min_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
+    let url = pg.map(|pg| pg.url());
     let exe = std::env::current_exe().unwrap();
     let ctx = EncryptionContext::new();
     let mut seed = u64::from(std::process::id()) | 1;
     let mut acknowledged = Vec::new();
-    let rounds = 30;
-    for _ in 0..rounds {
-        let mut child = Command::new(&exe)
+    for round in 0..rounds {
+        let mut child = Command::new(&exe);
+        child
             .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env("KEYWARD_CRASH_CHILD", dir.path())
+            .env("KEYWARD_CRASH_CHILD", dir.path());
+        if let Some(url) = &url {
+            child.env("KEYWARD_CRASH_DATABASE_URL", url);
+        }
+        let mut child = child
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -81,10 +118,15 @@ fn acknowledged_writes_survive_sigkill() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(5 + seed % 145);
+        let wait = Duration::from_millis(min_ms + seed % 145);
         let start = Instant::now();
         while start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        // Every fifth round the server restarts under the writer first: writes in
+        // flight fail (and the child with them); acknowledged ones must stay.
+        if let Some(pg) = pg.filter(|_| round % 5 == 4) {
+            pg.restart();
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -96,7 +138,7 @@ fn acknowledged_writes_survive_sigkill() {
                 .filter(|l| !l.starts_with("running") && !l.is_empty()),
         );
 
-        let kms = open(dir.path());
+        let kms = open(dir.path(), url.as_deref());
         for line in &acknowledged {
             let mut parts = line.split(' ');
             match (parts.next(), parts.next(), parts.next()) {

@@ -201,9 +201,18 @@ fn fixture(kms: &Kms, clock: &ManualClock, state: State) -> Fixture {
 
 #[test]
 fn every_operation_in_every_state() {
-    let dir = tempfile::tempdir().unwrap();
+    every_operation_in_every_state_on(common::Db::sqlite());
+}
+
+#[test]
+fn every_operation_in_every_state_postgres() {
+    every_operation_in_every_state_on(common::Db::postgres());
+}
+
+fn every_operation_in_every_state_on(db: Option<common::Db>) {
+    let Some(db) = db else { return };
     let clock = Arc::new(ManualClock::new(1_800_000_000));
-    let kms = common::open_kms(dir.path(), clock.clone()).unwrap();
+    let kms = db.open_kms(clock.clone()).unwrap();
 
     let mut failures = Vec::new();
     for (name, op, expected) in TABLE {

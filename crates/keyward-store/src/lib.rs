@@ -1,17 +1,21 @@
-//! keyward's storage: the records the KMS keeps, the [`Store`] trait over them, and
-//! [`SqliteStore`], the embedded default.
+//! keyward's storage: the records the KMS keeps, the [`Store`] trait over them,
+//! [`SqliteStore`], the embedded default, and [`PostgresStore`], for several nodes
+//! sharing one database.
 //!
 //! Every method is one transaction: it either happens whole and durably (SQLite WAL with
-//! `synchronous = FULL`: an acknowledged write survives kill -9 and power loss) or not
-//! at all. Updates to a key are guarded by its `generation`, so two writers can never
+//! `synchronous = FULL`, PostgreSQL's commit: an acknowledged write survives kill -9 and
+//! power loss) or not at all. Updates to a key are guarded by its `generation`, so two writers can never
 //! silently overwrite each other. Key material arrives here already wrapped by the root
 //! key: the store never sees it in plain.
 
 #![warn(missing_docs)]
 
+mod common;
+mod postgres;
 mod records;
 mod sqlite;
 
+pub use crate::postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, VersionRecord,
 };
@@ -33,7 +37,11 @@ pub enum StoreError {
     /// The stored data does not make sense (a bad enum value, a wrong-sized id).
     #[error("corrupt record: {0}")]
     Corrupt(&'static str),
-    /// The database itself failed: I/O, a full disk, a locked or damaged file.
+    /// A database URL that cannot be used (it is never shown: it may hold a password).
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The database itself failed: I/O, a full disk, a locked or damaged file, a lost
+    /// connection to the database server.
     #[error("database error: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use crate::common::{self, cert_columns, key_columns};
 use crate::{
     AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, Store,
     StoreError, VersionRecord,
@@ -92,7 +93,7 @@ CREATE TABLE audit_checkpoints (
 "#,
 ];
 
-const CERT_COLUMNS: &str = "serial, subject, not_before, not_after, issued_at, revoked_at, der";
+const CERT_COLUMNS: &str = cert_columns!();
 
 fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
     Ok(CertificateRecord {
@@ -106,9 +107,7 @@ fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
     })
 }
 
-const KEY_COLUMNS: &str = "key_id, created_at, description, state, deletion_date, \
-    pending_window_days, rotation_period_days, next_rotation, current_version, \
-    on_demand_rotations, policy, destroyed, generation";
+const KEY_COLUMNS: &str = key_columns!();
 
 /// SQLite in one file: WAL journal, `synchronous = FULL`, `secure_delete` so destroyed
 /// key material is overwritten in the file, and a checkpoint after each destruction so
@@ -738,21 +737,7 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
             // One row per batch: the records must follow the last one stored, in order.
-            let stored = last_seq(&tx)?;
-            let consecutive = records.windows(2).all(|w| w[1].seq == w[0].seq + 1);
-            if first.seq != stored + 1 || !consecutive {
-                return Err(StoreError::AlreadyExists);
-            }
-            let mut lines = String::with_capacity(records.iter().map(|r| r.line.len() + 1).sum());
-            for (i, r) in records.iter().enumerate() {
-                if r.line.contains('\n') {
-                    return Err(StoreError::Corrupt("an audit line holds a newline"));
-                }
-                if i > 0 {
-                    lines.push('\n');
-                }
-                lines.push_str(&r.line);
-            }
+            let lines = common::pack_batch(last_seq(&tx)?, records)?;
             tx.prepare_cached(
                 "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -792,11 +777,9 @@ impl Store for SqliteStore {
             .optional()
             .map_err(backend)?;
         if let Some((first, lines)) = straddling {
-            let keep = usize::try_from(after - first + 1).unwrap_or(0);
-            let kept: Vec<&str> = lines.split('\n').take(keep).collect();
             tx.execute(
                 "UPDATE audit_batches SET last_seq = ?2, lines = ?3 WHERE first_seq = ?1",
-                params![first, after, kept.join("\n")],
+                params![first, after, common::cut_batch(first, &lines, after)],
             )
             .map_err(backend)?;
         }
@@ -827,16 +810,7 @@ impl Store for SqliteStore {
             let first: i64 = row.get(0).map_err(backend)?;
             let time_ms: i64 = row.get(1).map_err(backend)?;
             let lines: String = row.get(2).map_err(backend)?;
-            for (i, line) in lines.split('\n').enumerate() {
-                let seq = first.max(0) as u64 + i as u64;
-                if seq > after && out.len() < limit {
-                    out.push(AuditRow {
-                        seq,
-                        time_ms,
-                        line: line.to_owned(),
-                    });
-                }
-            }
+            common::unpack_batch(first, time_ms, &lines, after, limit, &mut out);
         }
         Ok(out)
     }
@@ -852,7 +826,7 @@ impl Store for SqliteStore {
                 Ok(AuditRow {
                     seq: r.get::<_, i64>(0)?.max(0) as u64,
                     time_ms: r.get(1)?,
-                    line: lines.rsplit('\n').next().unwrap_or_default().to_owned(),
+                    line: common::last_line(&lines),
                 })
             })
             .optional()

@@ -5,19 +5,26 @@ use keyward_kms::{Clock as _, KmsConfig, SystemClock};
 
 use crate::cli::{AccessKeyCommand, DataDirArgs};
 use crate::files::CliError;
-use crate::serve::{data_dir, failed, open_kms};
+use crate::serve::{data_dir, database_url, failed, open_kms};
 
 pub(crate) fn kms(dir: &DataDirArgs) -> Result<keyward_kms::Kms, CliError> {
     let path = data_dir(dir.data_dir.as_deref()).ok_or_else(|| {
         CliError::usage("invalid setting data_dir: set --data-dir or KEYWARD_DATA_DIR")
     })?;
-    if !path.join("keyward.db").exists() {
+    let database = database_url(dir.database_url.as_deref())?;
+    // With PostgreSQL the data directory holds the root key; with SQLite, everything.
+    let expected = if database.is_some() {
+        "root.key"
+    } else {
+        "keyward.db"
+    };
+    if !path.join(expected).exists() {
         return Err(CliError::usage(format!(
             "invalid setting data_dir: {} holds no keyward data (start `keyward serve` first)",
             path.display()
         )));
     }
-    open_kms(&path, KmsConfig::default())
+    open_kms(&path, database.as_ref(), KmsConfig::default())
 }
 
 pub(crate) fn run(command: &AccessKeyCommand) -> Result<(), CliError> {

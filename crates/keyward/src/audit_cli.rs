@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use keyward_audit::{Checkpoint, Outcome, Record};
-use keyward_store::{SqliteStore, Store};
+use keyward_store::Store;
 
 use crate::files::CliError;
 use crate::serve::failed;
@@ -40,6 +40,10 @@ pub(crate) struct Source {
     /// its audit directory) [env: KEYWARD_DATA_DIR].
     #[arg(long, value_name = "DIR", conflicts_with = "file")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The service's PostgreSQL database, if it keeps its log there rather than in SQLite
+    /// in the data directory [env: KEYWARD_DATABASE_URL].
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
     /// An exported or copied `audit.jsonl`; its checkpoints and public key are read from
     /// `checkpoints.jsonl` and `audit-public-key` beside it unless given.
     #[arg(long, value_name = "FILE")]
@@ -69,6 +73,10 @@ pub(crate) struct ExportArgs {
     /// The data directory [env: KEYWARD_DATA_DIR].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The service's PostgreSQL database, if it keeps its log there rather than in SQLite
+    /// in the data directory [env: KEYWARD_DATABASE_URL].
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
     /// A new directory to write audit.jsonl, checkpoints.jsonl and audit-public-key to.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
@@ -163,22 +171,27 @@ pub(crate) fn run(command: &AuditCommand) -> Result<(), CliError> {
     }
 }
 
-fn open_store(data_dir: Option<&Path>) -> Result<(PathBuf, SqliteStore), CliError> {
+/// The data directory and the store: PostgreSQL if a database URL is given (flag or
+/// `KEYWARD_DATABASE_URL`), else SQLite in the data directory.
+fn open_store(
+    data_dir: Option<&Path>,
+    database_url: Option<&str>,
+) -> Result<(PathBuf, std::sync::Arc<dyn Store>), CliError> {
     let dir = crate::serve::data_dir(data_dir)
         .ok_or_else(|| CliError::usage("--data-dir: no data directory given or found"))?;
-    let db = dir.join("keyward.db");
-    if !db.exists() {
+    let database = crate::serve::database_url(database_url)?;
+    if database.is_none() && !dir.join("keyward.db").exists() {
         return Err(CliError::usage(format!(
             "--data-dir: no keyward database in {}",
             dir.display()
         )));
     }
-    let store = SqliteStore::open(&db).map_err(|e| failed("opening the database")(&e))?;
+    let store = crate::serve::open_store(&dir, database.as_ref())?;
     Ok((dir, store))
 }
 
 /// The checkpoint public key the database keeps (hex).
-fn stored_public_key(store: &SqliteStore) -> Result<String, CliError> {
+fn stored_public_key(store: &dyn Store) -> Result<String, CliError> {
     store
         .meta(keyward_server::audit::PUBLIC_KEY_META)
         .map_err(|e| failed("database")(&e))?
@@ -354,8 +367,11 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
         }
         ok &= result.is_some();
     } else {
-        let (dir, store) = open_store(args.source.data_dir.as_deref())?;
-        let stored_key = stored_public_key(&store)?;
+        let (dir, store) = open_store(
+            args.source.data_dir.as_deref(),
+            args.source.database_url.as_deref(),
+        )?;
+        let stored_key = stored_public_key(&*store)?;
         if let Some(given) = &given_key
             && *given != stored_key
         {
@@ -379,7 +395,7 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
                 }
             }
         }
-        let mut lines = StoreLines::new(&store);
+        let mut lines = StoreLines::new(&*store);
         let in_store = verify_one("database", &mut lines, &checkpoints, &stored_key);
         if let Some(e) = lines.error {
             return Err(failed("database")(&e));
@@ -441,8 +457,8 @@ fn create_new(path: &Path, text: &str, mode: u32) -> Result<(), CliError> {
 }
 
 fn export(args: &ExportArgs) -> Result<(), CliError> {
-    let (_, store) = open_store(args.data_dir.as_deref())?;
-    let public_key = stored_public_key(&store)?;
+    let (_, store) = open_store(args.data_dir.as_deref(), args.database_url.as_deref())?;
+    let public_key = stored_public_key(&*store)?;
     fs::create_dir_all(&args.out).map_err(|e| failed(&args.out.display().to_string())(&e))?;
     // Checkpoints first: records appended meanwhile are then past the last checkpoint,
     // never the other way round.
@@ -455,7 +471,7 @@ fn export(args: &ExportArgs) -> Result<(), CliError> {
         checkpoints.push('\n');
     }
     let mut records = String::new();
-    let mut lines = StoreLines::new(&store);
+    let mut lines = StoreLines::new(&*store);
     let mut n = 0u64;
     for line in &mut lines {
         records.push_str(&line);
@@ -540,8 +556,8 @@ fn each_record(
             return Err(failed(&file.display().to_string())(&e));
         }
     } else {
-        let (_, store) = open_store(source.data_dir.as_deref())?;
-        let mut lines = StoreLines::new(&store);
+        let (_, store) = open_store(source.data_dir.as_deref(), source.database_url.as_deref())?;
+        let mut lines = StoreLines::new(&*store);
         for line in &mut lines {
             visit(line)?;
         }

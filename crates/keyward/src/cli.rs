@@ -66,6 +66,12 @@ pub(crate) struct ServeArgs {
     /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to keep keys, aliases, certificates and the audit log in,
+    /// instead of SQLite in the data directory: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// [env: KEYWARD_DATABASE_URL, which keeps the password out of `ps`]. The root key
+    /// stays in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
     /// Address and port to listen on [env: KEYWARD_LISTEN] [default: 127.0.0.1:8443].
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) listen: Option<String>,
@@ -118,6 +124,31 @@ pub(crate) struct ServeArgs {
     /// 10 ms of records) [env: KEYWARD_AUDIT_SYNC] [default: batch].
     #[arg(long, value_name = "MODE")]
     pub(crate) audit_sync: Option<String>,
+}
+
+/// A flag's value that may hold a secret (a database URL with its password): kept as
+/// given, left out of `Debug`.
+#[derive(Clone)]
+pub(crate) struct SecretArg(String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::ops::Deref for SecretArg {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(..)")
+    }
 }
 
 /// Parses a lifetime such as `90s`, `2m`, `24h` or `30d`.
@@ -203,6 +234,12 @@ pub(crate) struct DataDirArgs {
     /// [default: $XDG_DATA_HOME/keyward or ~/.local/share/keyward].
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to keep keys, aliases, certificates and the audit log in,
+    /// instead of SQLite in the data directory: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// [env: KEYWARD_DATABASE_URL, which keeps the password out of `ps`]. The root key
+    /// stays in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<crate::cli::SecretArg>,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +366,22 @@ mod tests {
         assert_eq!(parse_suite("0x0578"), Ok(Suite::AesGcmHkdfCommitEcdsaP384));
         assert_eq!(parse_suite("0478"), Ok(Suite::AesGcmHkdfCommit));
         assert!(parse_suite("0x0014").is_err());
+    }
+
+    #[test]
+    fn a_database_url_is_left_out_of_debug_output() {
+        use clap::Parser as _;
+        let url = "postgres://kw:hunter2-secret@db/kw";
+        for args in [
+            vec!["keyward", "serve", "--database-url", url],
+            vec!["keyward", "access-key", "list", "--database-url", url],
+            vec!["keyward", "audit", "query", "--database-url", url],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let shown = format!("{cli:?}");
+            assert!(shown.contains("SecretArg(..)"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 }
 

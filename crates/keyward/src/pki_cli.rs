@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::access_key::kms;
 use crate::cli::{CaCommand, CertCommand, DataDirArgs, NameArgs, parse_ttl};
 use crate::files::{CliError, write_atomic};
-use crate::serve::{data_dir, failed, open_kms};
+use crate::serve::{data_dir, database_url, failed, open_kms};
 
 fn server_error(what: &str) -> impl Fn(keyward_server::ServerError) -> CliError + '_ {
     move |e| CliError::failed(format!("{what}: {e}"))
@@ -49,7 +49,8 @@ pub(crate) fn ca(command: &CaCommand) -> Result<(), CliError> {
                 CliError::usage("invalid setting data_dir: set --data-dir or KEYWARD_DATA_DIR")
             })?;
             std::fs::create_dir_all(&path).map_err(|e| failed("data directory")(&e))?;
-            let kms = open_kms(&path, keyward_kms::KmsConfig::default())?;
+            let database = database_url(dir.database_url.as_deref())?;
+            let kms = open_kms(&path, database.as_ref(), keyward_kms::KmsConfig::default())?;
             let stored = pki::init(&kms, trust_domain, alg, max_ttl).map_err(|e| match e {
                 keyward_server::ServerError::Store(keyward_store::StoreError::AlreadyExists) => {
                     CliError::failed("this data directory already has a CA")

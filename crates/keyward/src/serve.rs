@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_kms::{AesRootKey, Kms, KmsConfig, SystemClock};
-use keyward_store::SqliteStore;
+use keyward_store::{DatabaseUrl, PostgresStore, SqliteStore, Store};
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -43,6 +43,8 @@ struct FileConfig {
 #[derive(Debug)]
 struct Config {
     data_dir: PathBuf,
+    /// PostgreSQL instead of SQLite in the data directory.
+    database: Option<DatabaseUrl>,
     listen: SocketAddr,
     kms: KmsConfig,
     tls: keyward_server::tls::TlsSettings,
@@ -83,6 +85,7 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         .or(file.data_dir)
         .or_else(default_data_dir)
         .ok_or_else(|| bad("data_dir", "no default: set --data-dir or KEYWARD_DATA_DIR"))?;
+    let database = database_url(args.database_url.as_deref())?;
     let listen = pick(&args.listen, "KEYWARD_LISTEN", &file.listen)
         .unwrap_or_else(|| "127.0.0.1:8443".into());
     let listen: SocketAddr = listen
@@ -242,6 +245,7 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
     };
     Ok(Config {
         data_dir,
+        database,
         listen,
         kms: KmsConfig {
             partition,
@@ -297,12 +301,44 @@ fn provided_cert(cert: &Path, key: &Path) -> Result<keyward_server::tls::Provide
     Ok(keyward_server::tls::Provided { chain, key })
 }
 
-/// Opens the KMS in `dir`, creating the development root key on first use.
-pub(crate) fn open_kms(dir: &Path, config: KmsConfig) -> Result<Kms, CliError> {
-    let store = Arc::new(
-        SqliteStore::open(&dir.join("keyward.db"))
-            .map_err(|e| failed("opening the database")(&e))?,
-    );
+/// The PostgreSQL database, if one is named: the flag, else `KEYWARD_DATABASE_URL`.
+/// `None` means SQLite in the data directory.
+pub(crate) fn database_url(flag: Option<&str>) -> Result<Option<DatabaseUrl>, CliError> {
+    let url = flag.map(str::to_owned).or_else(|| {
+        std::env::var("KEYWARD_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    url.map(|u| DatabaseUrl::parse(&u).map_err(|e| bad("database_url", e)))
+        .transpose()
+}
+
+/// The store: PostgreSQL if `database` names one, else SQLite in `dir`.
+pub(crate) fn open_store(
+    dir: &Path,
+    database: Option<&DatabaseUrl>,
+) -> Result<Arc<dyn Store>, CliError> {
+    let store: Arc<dyn Store> = match database {
+        Some(url) => Arc::new(
+            PostgresStore::open(url)
+                .map_err(|e| failed(&format!("opening the database {url}"))(&e))?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&dir.join("keyward.db"))
+                .map_err(|e| failed("opening the database")(&e))?,
+        ),
+    };
+    Ok(store)
+}
+
+/// Opens the KMS over `database` (else SQLite in `dir`) with the root key in `dir`,
+/// creating the development root key on first use.
+pub(crate) fn open_kms(
+    dir: &Path,
+    database: Option<&DatabaseUrl>,
+    config: KmsConfig,
+) -> Result<Kms, CliError> {
+    let store = open_store(dir, database)?;
     let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
         .map_err(|e| failed("root key")(&e))?;
     if created {
@@ -354,7 +390,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .create(&config.data_dir)
         .map_err(|e| failed("cannot create the data directory")(&e))?;
     let dir = &config.data_dir;
-    let kms = Arc::new(open_kms(dir, config.kms.clone())?);
+    let kms = Arc::new(open_kms(dir, config.database.as_ref(), config.kms.clone())?);
     let tls = keyward_server::tls::TlsState::start(kms.clone(), config.tls.clone())
         .map_err(|e| failed("TLS")(&e))?;
     let tls = Arc::new(tls);
@@ -510,6 +546,9 @@ fn print_banner(config: &Config, addr: SocketAddr, ca: &Path, created: Option<&s
     let env_path = dir.join("admin.env");
     println!("keyward: serving the AWS KMS API at {endpoint} (TLS 1.3)");
     println!("keyward: data directory {}", dir.display());
+    if let Some(url) = &config.database {
+        println!("keyward: database {url}");
+    }
     if created.is_some() {
         println!("keyward: created the administrator's access key; its secret is shown once here");
         println!("keyward: and kept in {} (mode 0600)", env_path.display());

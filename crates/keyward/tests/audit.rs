@@ -402,3 +402,41 @@ fn a_start_repairs_a_lagging_copy_and_refuses_disagreeing_ones() {
     let err = refused_start(data_s);
     assert!(err.contains("public key is not the signing key"), "{err}");
 }
+
+/// The log kept in PostgreSQL: verify, query and report read it with --database-url,
+/// and verify catches a record edited in the database.
+#[test]
+fn a_log_in_postgres_verifies_and_catches_an_edit() {
+    let Some(pg) = keyward_testpg::PgCluster::start() else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = common::start_with(&data, &["--database-url", &url]);
+    workload(&server.env, 3);
+    stop(&mut server);
+    let data_s = data.to_str().unwrap();
+    let db = ["--data-dir", data_s, "--database-url", url.as_str()];
+    let (code, out) = verify(&db);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified 9 records"), "{out}");
+    let queried = keyward(
+        &[&["audit", "query"][..], &db, &["--operation", "CreateKey"]].concat(),
+        &[],
+    );
+    assert!(queried.status.success(), "{queried:?}");
+    assert_eq!(String::from_utf8_lossy(&queried.stdout).lines().count(), 3);
+    let report = keyward(&[&["audit", "report"][..], &db].concat(), &[]);
+    assert!(report.status.success(), "{report:?}");
+    assert!(String::from_utf8_lossy(&report.stdout).contains("CreateKey"));
+
+    pg.psql(
+        "keyward",
+        "UPDATE audit_batches SET lines = replace(lines, '\"principal\":\"admin\"', \
+         '\"principal\":\"someone\"') WHERE first_seq = (SELECT min(first_seq) FROM audit_batches)",
+    );
+    let (code, out) = verify(&db);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at record 1"), "{out}");
+}

@@ -80,6 +80,14 @@ fn bad_settings_exit_64_before_binding() {
         (vec!["--listen", "nonsense"], "listen"),
         (vec!["--region", "US EAST"], "region"),
         (vec!["--account", "12"], "account"),
+        (
+            vec!["--database-url", "mysql://kw:hunter2@127.0.0.1/kw"],
+            "database_url",
+        ),
+        (
+            vec!["--database-url", "postgres://kw:hunter2@127.0.0.1:port/kw"],
+            "database_url",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
             .arg("serve")
@@ -89,10 +97,9 @@ fn bad_settings_exit_64_before_binding() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(64), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(named),
-            "{args:?}"
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}");
+        assert!(!stderr.contains("hunter2"), "a password shown: {stderr}");
         assert!(
             !dir.path().join("d").exists(),
             "{args:?}: created the data directory before validating"
@@ -299,4 +306,72 @@ fn key_admin_commands_over_the_api() {
     );
     let (ok, _, err) = key(&["describe", "alias/none"]);
     assert!(!ok && err.contains("NotFoundException"), "{err}");
+}
+
+/// With a PostgreSQL URL (here from KEYWARD_DATABASE_URL) the records live in the
+/// database and only the root key, CA and credentials in the data directory; a restart
+/// finds everything there, and the admin commands reach the same database.
+#[test]
+fn serves_from_postgres() {
+    let Some(pg) = keyward_testpg::PgCluster::start() else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("KEYWARD_DATABASE_URL", url.as_str())];
+    let mut server = common::start_with_env(&data, &[], &env);
+    assert_eq!(server.env.len(), 5, "banner: {:?}", server.env);
+    assert!(data.join("root.key").exists());
+    assert!(
+        !data.join("keyward.db").exists(),
+        "SQLite used beside PostgreSQL"
+    );
+    let created = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["key", "create", "--alias", "alias/in-pg"])
+        .env_remove("AWS_PROFILE")
+        .envs(server.env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.child.wait().unwrap().success());
+    assert!(
+        pg.psql("keyward", "SELECT name FROM aliases")
+            .contains("alias/in-pg")
+    );
+
+    let again = common::start_with(&data, &["--database-url", &url]);
+    assert!(again.env.iter().all(|(k, _)| k != "AWS_SECRET_ACCESS_KEY"));
+    let described = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["key", "describe", "alias/in-pg"])
+        .env_remove("AWS_PROFILE")
+        .envs(again.env.iter().cloned())
+        // The first start's credentials: the second says where they are kept.
+        .envs(
+            server
+                .env
+                .iter()
+                .filter(|(k, _)| k.contains("_KEY"))
+                .cloned(),
+        )
+        .output()
+        .unwrap();
+    assert!(described.status.success(), "{described:?}");
+    let listed = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["access-key", "list", "--data-dir"])
+        .arg(&data)
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\tadmin"));
+    // The banner names the database without its password.
+    let banner = again.banner.join("\n");
+    assert!(
+        banner.contains("keyward: database postgres://keyward@127.0.0.1:"),
+        "{banner}"
+    );
+    assert!(!banner.contains(pg.password()), "{banner}");
 }

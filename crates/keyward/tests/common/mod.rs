@@ -42,6 +42,8 @@ pub(crate) struct Server {
     pub(crate) child: std::process::Child,
     /// The `export` lines it printed, as (name, value).
     pub(crate) env: Vec<(String, String)>,
+    /// Every line it printed at start.
+    pub(crate) banner: Vec<String>,
 }
 
 impl Drop for Server {
@@ -74,6 +76,11 @@ pub(crate) fn start(data_dir: &Path) -> Server {
 /// As [`start`], with more flags.
 #[allow(dead_code)]
 pub(crate) fn start_with(data_dir: &Path, args: &[&str]) -> Server {
+    start_with_env(data_dir, args, &[])
+}
+
+/// As [`start_with`], with more environment variables.
+pub(crate) fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -82,14 +89,16 @@ pub(crate) fn start_with(data_dir: &Path, args: &[&str]) -> Server {
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env("KEYWARD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut env = Vec::new();
+    let (mut env, mut banner) = (Vec::new(), Vec::new());
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
+        banner.push(line.clone());
         if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
             env.push((k.to_owned(), v.to_owned()));
         }
@@ -97,5 +106,5 @@ pub(crate) fn start_with(data_dir: &Path, args: &[&str]) -> Server {
             break;
         }
     }
-    Server { child, env }
+    Server { child, env, banner }
 }
