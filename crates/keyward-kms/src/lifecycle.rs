@@ -116,11 +116,7 @@ impl Kms {
 
     /// CreateKey: a new enabled symmetric key with fresh material.
     pub fn create_key(&self, request: &CreateKeyRequest) -> Result<KeyMetadata, Error> {
-        if request.description.chars().count() > 8192 {
-            return Err(Error::Validation(
-                "Description must be at most 8192 characters".into(),
-            ));
-        }
+        check_description(&request.description)?;
         let key_id = new_key_id()?;
         let policy = match &request.policy {
             Some(p) => {
@@ -258,11 +254,7 @@ impl Kms {
 
     /// UpdateKeyDescription.
     pub fn update_key_description(&self, key_ref: &str, description: &str) -> Result<(), Error> {
-        if description.chars().count() > 8192 {
-            return Err(Error::Validation(
-                "Description must be at most 8192 characters".into(),
-            ));
-        }
+        check_description(description)?;
         let id = self.resolve_key(key_ref)?.key_id;
         self.update(&id, |k| {
             self.not_pending(k)?;
@@ -547,9 +539,14 @@ impl Kms {
     /// TagResource: tag keys 1-128 characters, values 0-256.
     pub fn tag_resource(&self, key_ref: &str, tags: &[(String, String)]) -> Result<(), Error> {
         for (k, v) in tags {
-            if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            if k.is_empty()
+                || k.chars().count() > 128
+                || v.chars().count() > 256
+                || k.contains('\0')
+                || v.contains('\0')
+            {
                 return Err(Error::Validation(
-                    "Tag keys must be 1 to 128 characters and values 0 to 256".into(),
+                    "Tag keys must be 1 to 128 characters and values 0 to 256, without NUL".into(),
                 ));
             }
         }
@@ -622,4 +619,14 @@ fn check_policy_name(name: &str) -> Result<(), Error> {
     } else {
         Err(Error::NotFound(format!("No such policy exists: {name}")))
     }
+}
+
+/// A key description: at most 8192 characters, no NUL (which no backend need store).
+fn check_description(text: &str) -> Result<(), Error> {
+    if text.chars().count() > 8192 || text.contains('\0') {
+        return Err(Error::Validation(
+            "Description must be at most 8192 characters, without NUL".into(),
+        ));
+    }
+    Ok(())
 }

@@ -388,6 +388,14 @@ fn aliases_tags_descriptions_and_listing() {
     e.kms.untag_resource(&ids[0], &["env".into()]).unwrap();
     assert!(e.kms.list_resource_tags(&ids[0]).unwrap().is_empty());
     e.kms.update_key_description(&ids[0], "card data").unwrap();
+    // NUL is refused the same on every backend (PostgreSQL text cannot hold it).
+    for bad in [
+        e.kms.update_key_description(&ids[0], "card\0data"),
+        e.kms.tag_resource(&ids[0], &[("e\0nv".into(), "prod".into())]),
+        e.kms.tag_resource(&ids[0], &[("env".into(), "pr\0od".into())]),
+    ] {
+        assert!(matches!(bad, Err(Error::Validation(_))), "{bad:?}");
+    }
     assert_eq!(
         e.kms.describe_key(&ids[0]).unwrap().description,
         "card data"
