@@ -44,6 +44,10 @@ pub enum StoreError {
     /// connection to the database server.
     #[error("database error: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// Another process holds what this one needs for itself (another node serves the
+    /// database).
+    #[error("{0}")]
+    InUse(&'static str),
 }
 
 /// Everything the KMS keeps, behind one interface for every backend.

@@ -33,12 +33,17 @@ use crate::{
 
 /// The advisory lock a migration holds, so that nodes starting together take turns.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
+/// The advisory lock a serving node holds for as long as it runs (one node per database
+/// until the KMS above the store is ready for several).
+const SERVING_LOCK: i64 = 0x6b65_7977_6172_6402;
 
 /// The store in a PostgreSQL database. The user must be allowed to create tables in it
 /// (owning the database is simplest); the first open creates the schema.
 pub struct PostgresStore {
     url: DatabaseUrl,
     pool: Pool,
+    /// The session holding [`SERVING_LOCK`], for a store opened to serve.
+    serving: std::sync::Mutex<Option<::postgres::Client>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -56,8 +61,32 @@ impl PostgresStore {
         let store = Self {
             url: url.clone(),
             pool: Pool::new(url.config().clone()),
+            serving: std::sync::Mutex::new(None),
         };
         store.migrate()?;
+        Ok(store)
+    }
+
+    /// [`PostgresStore::open`] for a node that serves the database: refused with
+    /// [`StoreError::InUse`] while another node serves it. Each node caches key records
+    /// for itself, so a second node could go on using a key the first disabled
+    /// (docs/OPERATIONS.md). The claim lasts as long as its session.
+    pub fn open_serving(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let store = Self::open(url)?;
+        let mut session = url.config().connect(::postgres::NoTls).map_err(backend)?;
+        let claimed: bool = session
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)?;
+        if !claimed {
+            return Err(StoreError::InUse(
+                "another keyward node is serving this database; run one node per database for now (docs/OPERATIONS.md)",
+            ));
+        }
+        *store
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session);
         Ok(store)
     }
 

@@ -186,7 +186,7 @@ fn open_store(
             dir.display()
         )));
     }
-    let store = crate::serve::open_store(&dir, database.as_ref())?;
+    let store = crate::serve::open_store(&dir, database.as_ref(), false)?;
     Ok((dir, store))
 }
 

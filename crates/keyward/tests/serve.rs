@@ -308,6 +308,44 @@ fn key_admin_commands_over_the_api() {
     assert!(!ok && err.contains("NotFoundException"), "{err}");
 }
 
+/// Until nodes share their caches and one audit chain (issue 7, part 2), a second node
+/// on a database that one serves is refused, even with the same root key; tools like
+/// `keyward access-key` still reach the database beside the serving node.
+#[test]
+fn a_second_node_on_one_postgres_database_is_refused_for_now() {
+    let Some(pg) = keyward_testpg::PgCluster::start() else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let _server = common::start_with(&first, &["--database-url", &url]);
+    let second = dir.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::copy(first.join("root.key"), second.join("root.key")).unwrap();
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&second)
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second node started: {stderr}");
+    assert!(
+        stderr.contains("another keyward node is serving this database"),
+        "{stderr}"
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["access-key", "list", "--data-dir"])
+        .arg(&first)
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+}
+
 /// With a PostgreSQL URL (here from KEYWARD_DATABASE_URL) the records live in the
 /// database and only the root key, CA and credentials in the data directory; a restart
 /// finds everything there, and the admin commands reach the same database.
