@@ -159,14 +159,14 @@ fn now_ms() -> i64 {
 
 impl AuditLog {
     /// Starts the writer after `chain`: records go to `primary` before they are answered,
-    /// and to `follower` after.
+    /// and to `follower` after. Fails only if the writer thread cannot be started.
     pub fn start(
         primary: Box<dyn Sink>,
         follower: Option<Box<dyn Sink>>,
         chain: Chain,
         signer: CheckpointSigner,
         every: CheckpointEvery,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             head: Mutex::new(Head {
                 chain: chain.clone(),
@@ -191,11 +191,10 @@ impl AuditLog {
         };
         std::thread::Builder::new()
             .name("keyward-audit".into())
-            .spawn(move || writer.run())
-            .ok();
-        Self {
+            .spawn(move || writer.run())?;
+        Ok(Self {
             handle: Arc::new(Handle(shared)),
-        }
+        })
     }
 
     fn shared(&self) -> &Shared {

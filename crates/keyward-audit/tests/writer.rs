@@ -60,7 +60,8 @@ fn concurrent_records_are_chained_once_each_with_checkpoints() {
         chain,
         signer,
         every,
-    );
+    )
+    .unwrap();
     let seqs = Arc::new(Mutex::new(BTreeSet::new()));
     std::thread::scope(|s| {
         for t in 0..8u64 {
@@ -136,7 +137,7 @@ fn a_failing_sink_refuses_records_leaves_nothing_behind_and_recovers() {
         file,
         fail: fail.clone(),
     };
-    let log = AuditLog::start(Box::new(flaky), None, chain, signer, every);
+    let log = AuditLog::start(Box::new(flaky), None, chain, signer, every).unwrap();
     for i in 1..=5 {
         assert_eq!(log.record_blocking(event(i)), Ok(i));
     }
@@ -218,7 +219,8 @@ fn the_store_copy_follows_and_a_failing_copy_stops_the_log_until_it_recovers() {
         chain,
         signer,
         every,
-    );
+    )
+    .unwrap();
     for i in 1..=5 {
         assert_eq!(log.record_blocking(event(i)), Ok(i));
     }
@@ -262,7 +264,7 @@ fn a_full_disk_refuses_records() {
         seq: 0,
         hash: keyward_audit::record::GENESIS.into(),
     };
-    let log = AuditLog::start(Box::new(sink), None, chain, signer, every);
+    let log = AuditLog::start(Box::new(sink), None, chain, signer, every).unwrap();
     assert_eq!(log.record_blocking(event(1)), Err(AuditUnavailable));
 }
 
@@ -319,7 +321,8 @@ fn a_failed_undo_stops_the_log_for_good() {
         },
         signer,
         every,
-    );
+    )
+    .unwrap();
     assert_eq!(log.record_blocking(event(1)), Ok(1));
     *fail.lock().unwrap() = true;
     assert_eq!(log.record_blocking(event(2)), Err(AuditUnavailable));

@@ -311,7 +311,8 @@ impl Auditor {
             chain,
             signer,
             settings.every,
-        );
+        )
+        .map_err(|e| ServerError::Internal(format!("audit writer: {e}")))?;
         Ok(Self {
             log,
             hmac,
