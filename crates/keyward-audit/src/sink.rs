@@ -16,6 +16,53 @@ pub const RECORDS: &str = "audit.jsonl";
 /// The checkpoints file's name.
 pub const CHECKPOINTS: &str = "checkpoints.jsonl";
 
+/// The longest line a reader of the log accepts. A record is far shorter (its
+/// encryption context is at most 8 KiB): a longer line is damage, and reading it whole
+/// could exhaust memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The non-empty lines of a log file, each at most [`MAX_LINE`] bytes; the first error
+/// (a read error, a longer line, invalid UTF-8) ends them.
+pub fn lines(file: impl io::Read) -> impl Iterator<Item = io::Result<String>> {
+    let mut reader = BufReader::new(file);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done {
+            let mut buf = Vec::new();
+            let read = (&mut reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf);
+            let line = match read {
+                Ok(0) => return None,
+                Ok(_) if buf.last() == Some(&b'\n') => {
+                    buf.pop();
+                    Ok(buf)
+                }
+                Ok(_) if buf.len() > MAX_LINE => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                )),
+                Ok(_) => Ok(buf),
+                Err(e) => Err(e),
+            };
+            match line {
+                Ok(buf) if buf.is_empty() => {}
+                Ok(buf) => {
+                    return Some(String::from_utf8(buf).map_err(|e| {
+                        done = true;
+                        io::Error::new(io::ErrorKind::InvalidData, e)
+                    }));
+                }
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    })
+}
+
 /// When appended records reach stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -116,11 +163,8 @@ impl FileSink {
     /// the whole chain).
     pub fn last_record(&self) -> io::Result<Option<Record>> {
         let mut last = None;
-        for line in BufReader::new(File::open(self.dir.join(RECORDS))?).lines() {
-            let line = line?;
-            if !line.is_empty() {
-                last = Some(line);
-            }
+        for line in lines(File::open(self.dir.join(RECORDS))?) {
+            last = Some(line?);
         }
         last.map(|line| {
             serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -151,11 +195,8 @@ impl FileSink {
 /// Reads the checkpoints in `dir`.
 pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Checkpoint>> {
     let mut out = Vec::new();
-    for line in BufReader::new(File::open(path)?).lines() {
+    for line in lines(File::open(path)?) {
         let line = line?;
-        if line.is_empty() {
-            continue;
-        }
         out.push(
             serde_json::from_str(&line)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,

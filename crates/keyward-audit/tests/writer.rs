@@ -352,3 +352,24 @@ fn a_checkpoint_never_reaches_the_disk_before_its_records() {
         "the records were synced before the checkpoint"
     );
 }
+
+#[test]
+fn readers_skip_blank_lines_and_refuse_an_overlong_one() {
+    use keyward_audit::sink::{MAX_LINE, lines};
+    let read = |text: &[u8]| lines(text).collect::<Result<Vec<_>, _>>();
+    assert_eq!(read(b"a\n\nb\n").unwrap(), ["a", "b"]);
+    assert_eq!(read(b"a\nb").unwrap(), ["a", "b"]);
+    let mut long = vec![b'x'; MAX_LINE];
+    assert_eq!(read(&long).unwrap()[0].len(), MAX_LINE);
+    long.push(b'x');
+    let e = read(&long).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    // The reader stops at the error rather than reading on from the middle of the line.
+    long.extend_from_slice(b"\n{}\n");
+    assert_eq!(lines(long.as_slice()).count(), 1);
+    assert!(read(b"\xff\n").is_err());
+    // A checkpoints file holding one is refused, not read into memory whole.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHECKPOINTS), vec![b'{'; 3 * MAX_LINE]).unwrap();
+    assert!(read_checkpoints(&dir.path().join(CHECKPOINTS)).is_err());
+}

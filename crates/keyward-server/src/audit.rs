@@ -8,7 +8,6 @@
 //! is kept in clear (meta `audit.public_key`) for verifiers.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -178,11 +177,8 @@ fn file_records_after(dir: &Path, after: u64) -> Result<Vec<Record>, ServerError
     let file = std::fs::File::open(dir.join(keyward_audit::sink::RECORDS))
         .map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
+    for line in keyward_audit::sink::lines(file) {
         let line = line.map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
-        if line.is_empty() {
-            continue;
-        }
         let r: Record = serde_json::from_str(&line)
             .map_err(|_| ServerError::Internal("audit file: a corrupt record".into()))?;
         if r.seq > after {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -244,7 +244,7 @@ impl Iterator for StoreLines<'_> {
 
 /// A file's lines; a read error ends the iteration and is kept.
 struct FileLines {
-    lines: io::Lines<BufReader<fs::File>>,
+    lines: Box<dyn Iterator<Item = io::Result<String>>>,
     error: Option<io::Error>,
 }
 
@@ -252,7 +252,7 @@ impl FileLines {
     fn open(path: &Path) -> Result<Self, CliError> {
         let f = fs::File::open(path).map_err(|e| failed(&path.display().to_string())(&e))?;
         Ok(Self {
-            lines: BufReader::new(f).lines(),
+            lines: Box::new(keyward_audit::sink::lines(f)),
             error: None,
         })
     }
@@ -261,14 +261,11 @@ impl FileLines {
 impl Iterator for FileLines {
     type Item = String;
     fn next(&mut self) -> Option<String> {
-        loop {
-            match self.lines.next()? {
-                Ok(line) if line.is_empty() => continue,
-                Ok(line) => return Some(line),
-                Err(e) => {
-                    self.error = Some(e);
-                    return None;
-                }
+        match self.lines.next()? {
+            Ok(line) => Some(line),
+            Err(e) => {
+                self.error = Some(e);
+                None
             }
         }
     }
