@@ -354,22 +354,30 @@ fn mutual_tls_identities_and_refusals() {
     assert!(curl(&whoami, &ca, Some(&p("web"))).is_some());
     let refused = renew("api");
     assert!(!refused.status.success());
-    // The renewal is in the audit log, with the identity that asked for it.
-    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args([
-            "audit",
-            "query",
-            "--operation",
-            "RenewCertificate",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let renewals: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // The renewal is in the audit log, with the identity that asked for it. The query
+    // reads the database copy, which follows the file within milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let renewals = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "audit",
+                "query",
+                "--operation",
+                "RenewCertificate",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let renewals: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if !renewals.is_empty() || Instant::now() > deadline {
+            break renewals;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(renewals.len(), 1, "{renewals:?}");
     assert_eq!(
         renewals[0]["principal"],
