@@ -21,4 +21,4 @@ pub mod writer;
 pub use checkpoint::{Checkpoint, CheckpointSigner};
 pub use record::{Event, Outcome, Record, context_hmac};
 pub use verify::{Broken, Verified, verify};
-pub use writer::{AuditLog, AuditUnavailable, Chain, Sink};
+pub use writer::{AuditLog, AuditUnavailable, Chain, SharedSink, Sink};

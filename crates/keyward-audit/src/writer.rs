@@ -70,6 +70,19 @@ pub trait Sink: Send {
     }
 }
 
+/// A primary that several writers share (a database that every node appends to). It
+/// chains records itself, after whatever the others stored, when it stores them.
+pub trait SharedSink: Send {
+    /// Chains `events` after the last stored record and stores them, with the checkpoint
+    /// that `checkpoint` makes of the new tip (given the last stored checkpoint, if any),
+    /// in one durable step; returns the records as chained. On error nothing is stored.
+    fn append(
+        &mut self,
+        events: &[Event],
+        checkpoint: &mut dyn FnMut(&Chain, Option<&Checkpoint>) -> Option<Checkpoint>,
+    ) -> std::io::Result<Vec<Record>>;
+}
+
 /// The audit log could not make a record durable; the operation must be refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the audit log is unavailable")]
@@ -86,11 +99,13 @@ pub struct CheckpointEvery {
     pub interval: Duration,
 }
 
-/// Records chained but not yet taken by the writer.
+/// Records chained (or, over a shared sink, events to chain) but not yet taken by the
+/// writer.
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
     lines: Vec<String>,
+    events: Vec<Event>,
     waiting: Vec<Done>,
 }
 
@@ -115,6 +130,9 @@ struct Shared {
     head: Mutex<Head>,
     wake: Condvar,
     healthy: AtomicBool,
+    /// Requests chain their own records; false over a [`SharedSink`], which chains them
+    /// when it stores them.
+    chains_here: bool,
 }
 
 impl Shared {
@@ -174,6 +192,7 @@ impl AuditLog {
             }),
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
+            chains_here: true,
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -197,6 +216,44 @@ impl AuditLog {
         })
     }
 
+    /// Starts a writer over `sink`, a log that other writers (nodes) append to as well:
+    /// each batch is chained after whatever is stored when it is written, and checkpoints
+    /// are made when the stored log is due one, whoever wrote what. Fails only if the
+    /// writer thread cannot be started.
+    pub fn start_shared(
+        sink: Box<dyn SharedSink>,
+        signer: CheckpointSigner,
+        every: CheckpointEvery,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            head: Mutex::new(Head {
+                chain: Chain {
+                    seq: 0,
+                    hash: String::new(),
+                },
+                queue: Queue::default(),
+            }),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+            chains_here: false,
+        });
+        let writer = SharedWriter {
+            shared: shared.clone(),
+            sink,
+            signer,
+            every,
+            started_ms: now_ms(),
+            tried_at: Instant::now(),
+            failed: false,
+        };
+        std::thread::Builder::new()
+            .name("keyward-audit".into())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            handle: Arc::new(Handle(shared)),
+        })
+    }
+
     fn shared(&self) -> &Shared {
         &self.handle.0
     }
@@ -210,13 +267,17 @@ impl AuditLog {
         let (done, wait) = tokio::sync::oneshot::channel();
         let shared = self.shared();
         let mut head = shared.lock();
-        let seq = head.chain.seq + 1;
-        let (record, line) = Record::chain_line(seq, &head.chain.hash, event);
-        head.chain.seq = seq;
-        head.chain.hash.clone_from(&record.hash);
+        if shared.chains_here {
+            let seq = head.chain.seq + 1;
+            let (record, line) = Record::chain_line(seq, &head.chain.hash, event);
+            head.chain.seq = seq;
+            head.chain.hash.clone_from(&record.hash);
+            head.queue.batch.records.push(record);
+            head.queue.batch.lines.push(line);
+        } else {
+            head.queue.batch.events.push(event);
+        }
         let queue = &mut head.queue;
-        queue.batch.records.push(record);
-        queue.batch.lines.push(line);
         queue.batch.waiting.push(done);
         if std::mem::take(&mut queue.sleeping) {
             drop(head);
@@ -437,6 +498,7 @@ impl Writer {
             records,
             lines,
             waiting,
+            ..
         } = batch;
         let checkpoint = if self.due(tip.seq) {
             self.signer.sign(tip.seq, &tip.hash, now_ms())
@@ -526,6 +588,111 @@ impl Writer {
             self.checkpoint_at = Instant::now();
             self.owed.checkpoint = Some(c);
             self.follow();
+        }
+    }
+}
+
+/// The writer over a [`SharedSink`]: one append (one transaction) per batch.
+struct SharedWriter {
+    shared: Arc<Shared>,
+    sink: Box<dyn SharedSink>,
+    signer: CheckpointSigner,
+    every: CheckpointEvery,
+    /// When this writer started: the age of a log that has no checkpoint yet.
+    started_ms: i64,
+    /// When the writer last looked for a checkpoint due by time.
+    tried_at: Instant,
+    /// The last append failed: requests are refused until one succeeds.
+    failed: bool,
+}
+
+impl SharedWriter {
+    fn run(mut self) {
+        loop {
+            let shared = self.shared.clone();
+            let mut head = shared.lock();
+            if head.queue.batch.events.is_empty()
+                && head.queue.asks.is_empty()
+                && !head.queue.closed
+            {
+                head.queue.sleeping = true;
+                let wait = if self.failed {
+                    RETRY_EVERY
+                } else {
+                    self.every.interval
+                };
+                head = shared
+                    .wake
+                    .wait_timeout(head, wait)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                head.queue.sleeping = false;
+            }
+            let batch = std::mem::take(&mut head.queue.batch);
+            let asks = std::mem::take(&mut head.queue.asks);
+            let closed = head.queue.closed;
+            drop(head);
+            if !batch.events.is_empty() {
+                let records = self.append(&batch.events, false);
+                for (i, done) in batch.waiting.into_iter().enumerate() {
+                    let seq = records.as_ref().and_then(|r| r.get(i)).map(|r| r.seq);
+                    let _ = done.send(seq.ok_or(AuditUnavailable));
+                }
+            } else if self.failed || self.tried_at.elapsed() >= self.every.interval {
+                // A checkpoint due by time (whoever wrote the records since the last
+                // one), or a probe of whether the store is back.
+                self.append(&[], false);
+            }
+            if !asks.is_empty() || closed {
+                let done = self.append(&[], true).is_some();
+                for ask in asks {
+                    let _ = ask.send(done);
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Appends `events` with a checkpoint if one is due (or, with `force`, if any record
+    /// is not yet covered by one). `None` if it failed.
+    fn append(&mut self, events: &[Event], force: bool) -> Option<Vec<Record>> {
+        let (signer, every, started_ms) = (&self.signer, self.every, self.started_ms);
+        let now = now_ms();
+        let interval_ms = i64::try_from(every.interval.as_millis()).unwrap_or(i64::MAX);
+        let result = self.sink.append(events, &mut |tip, last| {
+            let (seq, at) = last.map_or((0, started_ms), |c| (c.seq, c.time_ms));
+            let due = tip.seq > seq
+                && (force
+                    || tip.seq - seq >= every.records
+                    || now.saturating_sub(at) >= interval_ms);
+            if due {
+                signer.sign(tip.seq, &tip.hash, now)
+            } else {
+                None
+            }
+        });
+        if events.is_empty() {
+            self.tried_at = Instant::now();
+        }
+        match result {
+            Ok(records) => {
+                if self.failed {
+                    eprintln!("keyward: audit log writable again, serving");
+                }
+                self.failed = false;
+                self.shared.healthy.store(true, Ordering::Release);
+                Some(records)
+            }
+            Err(e) => {
+                if !self.failed {
+                    eprintln!("keyward: audit log append failed, refusing audited operations: {e}");
+                }
+                self.failed = true;
+                self.shared.healthy.store(false, Ordering::Release);
+                None
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use keyward_store::{KeyRecord, KeyState, Store, StoreError, VersionRecord};
@@ -66,6 +67,11 @@ pub struct Kms {
     aliases: RwLock<AliasCache>,
     /// Parsed key policies by key id, with the generation they were parsed at.
     policies: RwLock<HashMap<String, (u64, Arc<crate::policy::Policy>)>>,
+    /// Moves on whenever the caches are dropped ([`Kms::refresh`]): a record read from
+    /// the store before that is not cached after it.
+    epoch: AtomicU64,
+    /// The store's change count the caches were last checked against.
+    seen_changes: AtomicU64,
 }
 
 /// Alias name -> key id, for aliases that exist. `epoch` moves on every change so a
@@ -217,7 +223,42 @@ impl Kms {
             materials: RwLock::new(HashMap::new()),
             aliases: RwLock::new(AliasCache::default()),
             policies: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            seen_changes: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Brings the caches in line with the store: if [`Store::changes`] moved on since the
+    /// last call (another node, or an admin command, changed something), every cached
+    /// key record, alias, policy and unwrapped material is dropped, to be read again when
+    /// next needed. True if they were. Blocking: it reads the store. A server over a
+    /// shared store runs this before serving a request, so that no change committed
+    /// before the request arrived is missed.
+    pub fn refresh(&self) -> Result<bool, Error> {
+        may_block()?;
+        let n = self.store.changes()?;
+        if self.seen_changes.swap(n, Ordering::AcqRel) == n {
+            return Ok(false);
+        }
+        if let Ok(mut keys) = self.keys.write() {
+            // Under the keys lock, so that a reader's `cache` sees either the old epoch
+            // and a full map or the new one and an empty map.
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            keys.clear();
+        }
+        self.forget_aliases(None);
+        if let Ok(mut p) = self.policies.write() {
+            p.clear();
+        }
+        if let Ok(mut m) = self.materials.write() {
+            m.clear();
+        }
+        Ok(true)
+    }
+
+    /// The cache epoch, to pass to [`Kms::cache`] for a record read or written after it.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// This KMS's partition, region and account.
@@ -277,16 +318,22 @@ impl Kms {
             return Ok(Some(k));
         }
         may_block()?;
+        let epoch = self.epoch();
         let Some(k) = self.store.key(key_id)? else {
             return Ok(None);
         };
-        self.cache(k.clone());
+        self.cache(k.clone(), epoch);
         Ok(Some(k))
     }
 
-    /// Puts a record in the cache unless a newer generation is there already.
-    pub(crate) fn cache(&self, k: KeyRecord) {
+    /// Puts a record read or written since `epoch` in the cache, unless a newer
+    /// generation is there already or the caches were dropped since (the record may be
+    /// older than a change another node made).
+    pub(crate) fn cache(&self, k: KeyRecord, epoch: u64) {
         if let Ok(mut m) = self.keys.write() {
+            if self.epoch() != epoch {
+                return;
+            }
             match m.get(&k.key_id) {
                 Some(old) if old.generation >= k.generation => {}
                 _ => {
@@ -479,6 +526,7 @@ impl Kms {
         mut change: impl FnMut(&mut KeyRecord) -> Result<Option<VersionRecord>, Error>,
     ) -> Result<KeyRecord, Error> {
         may_block()?;
+        let epoch = self.epoch();
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(mut k) = self.store.key(key_id)?.filter(|k| !k.destroyed) else {
                 return Err(Error::NotFound(format!(
@@ -494,7 +542,7 @@ impl Kms {
             };
             match written {
                 Ok(()) => {
-                    self.cache(k.clone());
+                    self.cache(k.clone(), epoch);
                     return Ok(k);
                 }
                 Err(StoreError::Conflict) => continue,

@@ -141,11 +141,12 @@ impl Kms {
             generation: 1,
         };
         let first = self.new_version(&key_id, 1, None)?;
+        let epoch = self.epoch();
         self.store.create_key(&record, &first)?;
         if !request.tags.is_empty() {
             self.store.tag(&key_id, &request.tags)?;
         }
-        self.cache(record.clone());
+        self.cache(record.clone(), epoch);
         Ok(self.metadata(&record, first.material_id))
     }
 
@@ -365,34 +366,24 @@ impl Kms {
         })
     }
 
-    /// RotateKeyOnDemand: new material now; at most 25 times per key.
+    /// RotateKeyOnDemand: new material now; at most 25 times per key. Retries on
+    /// concurrent updates.
     pub fn rotate_key_on_demand(&self, key_ref: &str) -> Result<String, Error> {
         let id = self.resolve_key(key_ref)?.key_id;
-        self.rotate(&id, RotationType::OnDemand)?;
-        Ok(self.arn(&id))
-    }
-
-    /// Adds a version and makes it current, retrying on concurrent updates.
-    fn rotate(&self, key_id: &str, kind: RotationType) -> Result<KeyRecord, Error> {
-        self.update_or_rotate(key_id, |k| {
+        self.update_or_rotate(&id, |k| {
             self.check_rotatable(k)?;
-            match kind {
-                RotationType::OnDemand if k.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS => {
-                    return Err(Error::LimitExceeded(format!(
-                        "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
-                        self.arn(key_id)
-                    )));
-                }
-                RotationType::OnDemand => k.on_demand_rotations += 1,
-                RotationType::Automatic => {
-                    let period = i64::from(k.rotation_period_days.unwrap_or(365));
-                    k.next_rotation = Some(self.clock.now() + period * DAY);
-                }
+            if k.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(Error::LimitExceeded(format!(
+                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
+                    self.arn(&id)
+                )));
             }
+            k.on_demand_rotations += 1;
             k.current_version += 1;
-            self.new_version(key_id, k.current_version, Some(kind))
+            self.new_version(&id, k.current_version, Some(RotationType::OnDemand))
                 .map(Some)
-        })
+        })?;
+        Ok(self.arn(&id))
     }
 
     /// ListKeyRotations: every rotation, oldest first.
@@ -415,8 +406,12 @@ impl Kms {
     }
 
     /// Carries out what has fallen due: automatic rotations of enabled keys, and the
-    /// destruction of keys whose deletion window has ended. Returns how many of each.
-    /// The server calls this periodically; tests call it after moving the clock.
+    /// destruction of keys whose deletion window has ended. Returns how many of each this
+    /// call did. The server calls this periodically; tests call it after moving the clock.
+    ///
+    /// Each action is written only if the key is still as it was read (its generation),
+    /// so nodes that run this at the same time over one database do each action exactly
+    /// once between them, and a key cancelled or re-enabled in between is left alone.
     pub fn run_due_work(&self) -> Result<(usize, usize), Error> {
         let now = self.clock.now();
         let (mut rotated, mut destroyed) = (0, 0);
@@ -428,12 +423,10 @@ impl Kms {
             for k in page {
                 match k.state {
                     KeyState::PendingDeletion if k.deletion_date.is_some_and(|d| d <= now) => {
-                        self.destroy(&k.key_id)?;
-                        destroyed += 1;
+                        destroyed += usize::from(self.destroy(&k)?);
                     }
                     KeyState::Enabled if k.next_rotation.is_some_and(|d| d <= now) => {
-                        self.rotate(&k.key_id, RotationType::Automatic)?;
-                        rotated += 1;
+                        rotated += usize::from(self.rotate_due(k)?);
                     }
                     _ => {}
                 }
@@ -442,15 +435,41 @@ impl Kms {
         Ok((rotated, destroyed))
     }
 
-    /// Destroys a key's material for good (crypto-shredding).
-    fn destroy(&self, key_id: &str) -> Result<(), Error> {
-        self.store.destroy_key(key_id)?;
-        self.forget_aliases(None);
-        if let Some(k) = self.store.key(key_id)? {
-            self.cache(k);
+    /// The automatic rotation of `k` as read; false if it changed since (another node
+    /// rotated it, or it was disabled).
+    fn rotate_due(&self, mut k: KeyRecord) -> Result<bool, Error> {
+        let period = i64::from(k.rotation_period_days.unwrap_or(365));
+        k.next_rotation = Some(self.clock.now() + period * DAY);
+        k.current_version += 1;
+        k.generation += 1;
+        let version =
+            self.new_version(&k.key_id, k.current_version, Some(RotationType::Automatic))?;
+        let epoch = self.epoch();
+        match self.store.rotate_key(&k, &version) {
+            Ok(()) => {
+                self.cache(k, epoch);
+                Ok(true)
+            }
+            Err(StoreError::Conflict | StoreError::NotFound) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        self.forget_material(key_id);
-        Ok(())
+    }
+
+    /// Destroys a key's material for good (crypto-shredding), if it is still as read;
+    /// false if it changed since (deletion cancelled, or destroyed by another node).
+    fn destroy(&self, k: &KeyRecord) -> Result<bool, Error> {
+        let epoch = self.epoch();
+        match self.store.destroy_key(&k.key_id, k.generation) {
+            Ok(()) => {}
+            Err(StoreError::Conflict | StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.forget_aliases(None);
+        if let Some(k) = self.store.key(&k.key_id)? {
+            self.cache(k, epoch);
+        }
+        self.forget_material(&k.key_id);
+        Ok(true)
     }
 
     // ---- aliases ----

@@ -145,6 +145,13 @@ impl AccessKeyCache {
         Ok(found)
     }
 
+    /// Forgets everything (the store changed under it).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+
     /// [`Self::cached`], else [`Self::refresh`].
     pub fn lookup(&self, kms: &Kms, access_key_id: &str) -> Result<Found, ServerError> {
         match self.cached(access_key_id) {

@@ -1,6 +1,8 @@
 //! The service's audit log: one record for every request that reaches authentication,
 //! made durable in the JSON-lines file sink before the request is answered (fail-closed;
-//! see [`keyward_audit::writer`]) and copied to the store within milliseconds after.
+//! see [`keyward_audit::writer`]) and copied to the store within milliseconds after. Over
+//! a store that several nodes share (PostgreSQL), the store is the one copy instead, and
+//! every node chains its records onto the same log there.
 //!
 //! Its two keys live behind the root-key barrier like all key material: an HMAC key for
 //! encryption-context values (so equal values can be matched without the log revealing
@@ -122,14 +124,7 @@ impl Sink for StoreSink {
             .zip(lines)
             .map(|(r, l)| row(r, l.clone()))
             .collect();
-        let checkpoint = match checkpoint {
-            Some(c) => Some(AuditRow {
-                seq: c.seq,
-                time_ms: c.time_ms,
-                line: serde_json::to_string(c).map_err(io_error)?,
-            }),
-            None => None,
-        };
+        let checkpoint = checkpoint.map(checkpoint_row).transpose()?;
         self.store
             .append_audit(&rows, checkpoint.as_ref())
             .map_err(io_error)?;
@@ -152,6 +147,72 @@ impl Sink for StoreSink {
             self.checkpoints = checkpoints;
         }
         Ok(())
+    }
+}
+
+/// The audit log in a store that several nodes append to: each batch is chained in the
+/// database transaction that stores it, after whatever any node stored before.
+struct SharedStoreSink {
+    store: Arc<dyn Store>,
+}
+
+fn checkpoint_row(c: &keyward_audit::Checkpoint) -> std::io::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: c.seq,
+        time_ms: c.time_ms,
+        line: serde_json::to_string(c).map_err(io_error)?,
+    })
+}
+
+impl keyward_audit::SharedSink for SharedStoreSink {
+    fn append(
+        &mut self,
+        events: &[Event],
+        checkpoint: &mut dyn FnMut(
+            &Chain,
+            Option<&keyward_audit::Checkpoint>,
+        ) -> Option<keyward_audit::Checkpoint>,
+    ) -> std::io::Result<Vec<Record>> {
+        let mut made = Vec::new();
+        self.store
+            .append_audit_chained(&mut |tail, last| {
+                let corrupt = |_| keyward_store::StoreError::Corrupt("a stored audit line");
+                let mut tip = match tail {
+                    None => Chain {
+                        seq: 0,
+                        hash: keyward_audit::record::GENESIS.to_owned(),
+                    },
+                    Some(r) => {
+                        let r: Record = serde_json::from_str(&r.line).map_err(corrupt)?;
+                        Chain {
+                            seq: r.seq,
+                            hash: r.hash,
+                        }
+                    }
+                };
+                let last: Option<keyward_audit::Checkpoint> = last
+                    .map(|c| serde_json::from_str(&c.line))
+                    .transpose()
+                    .map_err(corrupt)?;
+                made.clear();
+                let mut rows = Vec::with_capacity(events.len());
+                for event in events {
+                    let (record, line) = Record::chain_line(tip.seq + 1, &tip.hash, event.clone());
+                    tip = Chain {
+                        seq: record.seq,
+                        hash: record.hash.clone(),
+                    };
+                    rows.push(row(&record, line));
+                    made.push(record);
+                }
+                let checkpoint = checkpoint(&tip, last.as_ref())
+                    .map(|c| checkpoint_row(&c))
+                    .transpose()
+                    .map_err(|_| keyward_store::StoreError::Corrupt("a checkpoint"))?;
+                Ok((rows, checkpoint))
+            })
+            .map_err(io_error)?;
+        Ok(made)
     }
 }
 
@@ -287,9 +348,21 @@ pub(crate) fn now_ms() -> i64 {
 impl Auditor {
     /// Opens the audit log of `kms`'s store and the file sink in `settings.dir`, creating
     /// the audit keys on first start, and starts the writer.
+    ///
+    /// Over a store that several nodes share, the store is the log's one copy: every
+    /// node's records join one chain there, each batch durable at its commit, and there
+    /// is no file sink (a node's file would hold only its own records, not a chain).
     pub fn start(kms: &Kms, settings: &AuditSettings) -> Result<Self, ServerError> {
         let (hmac, signer) = keys(kms)?;
         let public_key = signer.public_key().to_owned();
+        if kms.store().shared() {
+            let sink = SharedStoreSink {
+                store: kms.store().clone(),
+            };
+            let log = AuditLog::start_shared(Box::new(sink), signer, settings.every)
+                .map_err(|e| ServerError::Internal(format!("audit writer: {e}")))?;
+            return Ok(Self::running(log, hmac, public_key));
+        }
         let mut file = keyward_audit::sink::FileSink::open_with(&settings.dir, settings.sync)
             .map_err(|e| {
                 ServerError::Internal(format!("audit directory {}: {e}", settings.dir.display()))
@@ -309,13 +382,17 @@ impl Auditor {
             settings.every,
         )
         .map_err(|e| ServerError::Internal(format!("audit writer: {e}")))?;
-        Ok(Self {
+        Ok(Self::running(log, hmac, public_key))
+    }
+
+    fn running(log: AuditLog, hmac: hmac::Key, public_key: String) -> Self {
+        Self {
             log,
             hmac,
             public_key,
             backlog: AtomicI64::new(0),
             latency: crate::metrics::Histogram::default(),
-        })
+        }
     }
 
     /// The checkpoint key's public half (hex).

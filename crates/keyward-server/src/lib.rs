@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod coherence;
 pub mod limits;
 pub mod metrics;
 pub mod pki;

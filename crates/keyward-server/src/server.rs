@@ -43,7 +43,9 @@ pub(crate) struct State {
     /// `None` only with the benchmark-only switch that turns auditing off.
     pub(crate) audit: Option<Arc<crate::audit::Auditor>>,
     pub(crate) tls: Arc<TlsState>,
-    access_keys: access::AccessKeyCache,
+    access_keys: Arc<access::AccessKeyCache>,
+    /// Over a store that other nodes change: the check each request waits for.
+    coherence: Option<Arc<crate::coherence::Coherence>>,
     limits: crate::limits::RateLimits,
     pub(crate) metrics: crate::metrics::Metrics,
 }
@@ -58,11 +60,21 @@ pub async fn serve(
     plain: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let kms = tls.kms().clone();
+    let access_keys = Arc::new(access::AccessKeyCache::default());
+    let coherence = kms.store().shared().then(|| {
+        let cleared = access_keys.clone();
+        Arc::new(crate::coherence::Coherence::new(
+            kms.clone(),
+            Box::new(move || cleared.clear()),
+        ))
+    });
     let state = Arc::new(State {
-        kms: tls.kms().clone(),
+        kms,
         audit,
         tls: tls.clone(),
-        access_keys: access::AccessKeyCache::default(),
+        access_keys,
+        coherence,
         limits,
         metrics: crate::metrics::Metrics::default(),
     });
@@ -339,6 +351,14 @@ async fn respond(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    // Other nodes change the store too: see every change made before this request came.
+    if let Some(coherence) = &state.coherence {
+        coherence.fresh().await.map_err(|e| {
+            ApiError::Kms(keyward_kms::Error::Store(
+                keyward_store::StoreError::Backend(Box::new(e)),
+            ))
+        })?;
+    }
     // The caller's secret: from memory, else from the store on the blocking pool (never
     // on an async thread, where a slow store would stall every connection).
     let kms = state.kms.clone();

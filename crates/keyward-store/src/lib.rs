@@ -44,11 +44,15 @@ pub enum StoreError {
     /// connection to the database server.
     #[error("database error: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
-    /// Another process holds what this one needs for itself (another node serves the
-    /// database).
-    #[error("{0}")]
-    InUse(&'static str),
 }
+
+/// What [`Store::append_audit_chained`] calls under the writers' lock: given the last
+/// stored record and the last checkpoint, the records to append and maybe a checkpoint.
+pub type ChainAudit<'a> = dyn FnMut(
+        Option<&AuditRow>,
+        Option<&AuditRow>,
+    ) -> Result<(Vec<AuditRow>, Option<AuditRow>), StoreError>
+    + 'a;
 
 /// Everything the KMS keeps, behind one interface for every backend.
 pub trait Store: Send + Sync {
@@ -68,8 +72,10 @@ pub trait Store: Send + Sync {
     fn versions(&self, key_id: &str) -> Result<Vec<VersionRecord>, StoreError>;
     /// Destroys a key for good: its versions (the wrapped material), aliases and tags are
     /// deleted and overwritten; the key record stays, with no versions, to answer
-    /// "not found" consistently.
-    fn destroy_key(&self, key_id: &str) -> Result<(), StoreError>;
+    /// "not found" consistently. Only if the key is still at `generation` (else
+    /// [`StoreError::Conflict`]): the caller decided on the record it read, and a
+    /// cancellation or another node's destruction since then wins.
+    fn destroy_key(&self, key_id: &str, generation: u64) -> Result<(), StoreError>;
 
     /// Adds an alias.
     fn create_alias(&self, alias: &Alias) -> Result<(), StoreError>;
@@ -127,6 +133,15 @@ pub trait Store: Send + Sync {
     /// Removes an API access key.
     fn delete_access_key(&self, access_key_id: &str) -> Result<(), StoreError>;
 
+    /// A number that moves on with every committed change to anything but the audit log
+    /// (keys, versions, aliases, tags, settings, certificates, access keys). A node that
+    /// caches records compares it with what it saw: unchanged means its cache is current.
+    fn changes(&self) -> Result<u64, StoreError>;
+    /// Whether other processes may change the records at any time (several nodes on one
+    /// database): caches must then be checked against [`Store::changes`] per request,
+    /// and the audit log chained in the store ([`Store::append_audit_chained`]).
+    fn shared(&self) -> bool;
+
     /// How many keys are in each state (`Enabled`, `Disabled`, `PendingDeletion`,
     /// `Destroyed`), for metrics.
     fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
@@ -140,6 +155,12 @@ pub trait Store: Send + Sync {
         records: &[AuditRow],
         checkpoint: Option<&AuditRow>,
     ) -> Result<(), StoreError>;
+    /// Appends to an audit log that several writers share: under the writers' lock (one
+    /// at a time across every node), calls `chain` with the last stored record and the
+    /// last checkpoint, and stores the records (following that record, in order) and the
+    /// checkpoint it returns, in one durable transaction. Nothing is stored if `chain` or
+    /// the transaction fails.
+    fn append_audit_chained(&self, chain: &mut ChainAudit<'_>) -> Result<(), StoreError>;
     /// Removes the audit records after `records_after` and the checkpoints after the
     /// first `checkpoints_kept`: undoes an append that another audit sink refused.
     fn truncate_audit(&self, records_after: u64, checkpoints_kept: u64) -> Result<(), StoreError>;

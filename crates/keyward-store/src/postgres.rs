@@ -27,23 +27,18 @@ pub use self::url::DatabaseUrl;
 
 use crate::common::{self, cert_columns, key_columns};
 use crate::{
-    AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, Store,
-    StoreError, VersionRecord,
+    AccessKey, Alias, AuditRow, CertificateRecord, ChainAudit, KeyRecord, KeyState, RotationType,
+    Store, StoreError, VersionRecord,
 };
 
 /// The advisory lock a migration holds, so that nodes starting together take turns.
 const MIGRATION_LOCK: i64 = 0x6b65_7977_6172_6401;
-/// The advisory lock a serving node holds for as long as it runs (one node per database
-/// until the KMS above the store is ready for several).
-const SERVING_LOCK: i64 = 0x6b65_7977_6172_6402;
 
 /// The store in a PostgreSQL database. The user must be allowed to create tables in it
 /// (owning the database is simplest); the first open creates the schema.
 pub struct PostgresStore {
     url: DatabaseUrl,
     pool: Pool,
-    /// The session holding [`SERVING_LOCK`], for a store opened to serve.
-    serving: std::sync::Mutex<Option<::postgres::Client>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -61,32 +56,8 @@ impl PostgresStore {
         let store = Self {
             url: url.clone(),
             pool: Pool::new(url.config().clone()),
-            serving: std::sync::Mutex::new(None),
         };
         store.migrate()?;
-        Ok(store)
-    }
-
-    /// [`PostgresStore::open`] for a node that serves the database: refused with
-    /// [`StoreError::InUse`] while another node serves it. Each node caches key records
-    /// for itself, so a second node could go on using a key the first disabled
-    /// (docs/OPERATIONS.md). The claim lasts as long as its session.
-    pub fn open_serving(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        let store = Self::open(url)?;
-        let mut session = url.config().connect(::postgres::NoTls).map_err(backend)?;
-        let claimed: bool = session
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
-            .and_then(|row| row.try_get(0))
-            .map_err(backend)?;
-        if !claimed {
-            return Err(StoreError::InUse(
-                "another keyward node is serving this database; run one node per database for now (docs/OPERATIONS.md)",
-            ));
-        }
-        *store
-            .serving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session);
         Ok(store)
     }
 
@@ -136,6 +107,20 @@ impl PostgresStore {
             }
             r => r,
         }
+    }
+
+    /// [`PostgresStore::write`] for a change to anything but the audit log: moves
+    /// [`Store::changes`] on in the same transaction. The counter's row is taken last,
+    /// after the rows `f` changed, so transactions never wait on each other in a cycle.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|db| {
+            let out = f(db)?;
+            db.execute("UPDATE changes SET n = n + 1 WHERE id = 1", &[])?;
+            Ok(out)
+        })
     }
 
     /// Runs `f` in a read-committed transaction and commits.
@@ -356,6 +341,56 @@ fn one_changed(n: u64) -> Result<(), StoreError> {
     }
 }
 
+/// The last audit record stored (only its line crosses the wire, not its batch's).
+fn audit_tail(db: &mut Conn) -> Result<Option<AuditRow>, StoreError> {
+    let Some(row) = db.query_opt(
+        "SELECT last_seq, last_ms, reverse(split_part(reverse(lines), E'\\n', 1)) \
+         FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(AuditRow {
+        seq: get_u64(&row, 0)?,
+        time_ms: get(&row, 1)?,
+        line: get(&row, 2)?,
+    }))
+}
+
+/// Stores `records` (following record `stored`) as one batch row, and `checkpoint`.
+fn insert_audit(
+    db: &mut Conn,
+    stored: u64,
+    records: &[AuditRow],
+    checkpoint: Option<&AuditRow>,
+) -> Result<(), StoreError> {
+    if let (Some(first), Some(last)) = (records.first(), records.last()) {
+        // One row per batch: the records must follow the last one stored, in order.
+        let lines = common::pack_batch(stored, records)?;
+        db.execute(
+            "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &(first.seq as i64),
+                &(last.seq as i64),
+                &first.time_ms,
+                &last.time_ms,
+                &lines,
+            ],
+        )?;
+    }
+    if let Some(c) = checkpoint {
+        // Numbered as SQLite's rowids are: one more than the last kept.
+        db.execute(
+            "INSERT INTO audit_checkpoints (n, seq, line) \
+             SELECT coalesce(max(n), 0) + 1, $1, $2 FROM audit_checkpoints",
+            &[&(c.seq as i64), &c.line],
+        )?;
+    }
+    Ok(())
+}
+
 /// Takes the audit writers' lock: appends and undos, from every node, one at a time,
 /// each seeing the last record the one before it stored. Readers go on meanwhile.
 fn lock_audit(db: &mut Conn) -> Result<(), StoreError> {
@@ -364,7 +399,7 @@ fn lock_audit(db: &mut Conn) -> Result<(), StoreError> {
 
 impl Store for PostgresStore {
     fn create_key(&self, key: &KeyRecord, first: &VersionRecord) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             insert_key(db, key)?;
             insert_version(db, first)
         })
@@ -397,11 +432,11 @@ impl Store for PostgresStore {
     }
 
     fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        self.write(|db| replace_key(db, key))
+        self.change(|db| replace_key(db, key))
     }
 
     fn rotate_key(&self, key: &KeyRecord, version: &VersionRecord) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             replace_key(db, key)?;
             insert_version(db, version)
         })
@@ -431,12 +466,23 @@ impl Store for PostgresStore {
         })
     }
 
-    fn destroy_key(&self, key_id: &str) -> Result<(), StoreError> {
-        self.write(|db| {
-            one_changed(db.execute(
-                "UPDATE keys SET destroyed = TRUE, generation = generation + 1 WHERE key_id = $1",
-                &[&key_id],
-            )?)?;
+    fn destroy_key(&self, key_id: &str, generation: u64) -> Result<(), StoreError> {
+        self.change(|db| {
+            let n = db.execute(
+                "UPDATE keys SET destroyed = TRUE, generation = generation + 1 \
+                 WHERE key_id = $1 AND generation = $2",
+                &[&key_id, &(generation as i64)],
+            )?;
+            if n != 1 {
+                let exists = db
+                    .query_opt("SELECT 1 FROM keys WHERE key_id = $1", &[&key_id])?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::Conflict
+                } else {
+                    StoreError::NotFound
+                });
+            }
             db.execute("DELETE FROM key_versions WHERE key_id = $1", &[&key_id])?;
             db.execute("DELETE FROM aliases WHERE key_id = $1", &[&key_id])?;
             db.execute("DELETE FROM tags WHERE key_id = $1", &[&key_id])?;
@@ -449,7 +495,7 @@ impl Store for PostgresStore {
     }
 
     fn create_alias(&self, alias: &Alias) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             db.execute(
                 "INSERT INTO aliases (name, key_id, created_at, updated_at) VALUES ($1, $2, $3, $4)",
                 &[&alias.name, &alias.key_id, &alias.created_at, &alias.updated_at],
@@ -459,7 +505,7 @@ impl Store for PostgresStore {
     }
 
     fn update_alias(&self, name: &str, key_id: &str, now: i64) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             one_changed(db.execute(
                 "UPDATE aliases SET key_id = $2, updated_at = $3 WHERE name = $1",
                 &[&name, &key_id, &now],
@@ -468,7 +514,7 @@ impl Store for PostgresStore {
     }
 
     fn delete_alias(&self, name: &str) -> Result<(), StoreError> {
-        self.write(|db| one_changed(db.execute("DELETE FROM aliases WHERE name = $1", &[&name])?))
+        self.change(|db| one_changed(db.execute("DELETE FROM aliases WHERE name = $1", &[&name])?))
     }
 
     fn alias(&self, name: &str) -> Result<Option<Alias>, StoreError> {
@@ -501,7 +547,7 @@ impl Store for PostgresStore {
     }
 
     fn tag(&self, key_id: &str, tags: &[(String, String)]) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             for (k, v) in tags {
                 db.execute(
                     "INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) \
@@ -514,7 +560,7 @@ impl Store for PostgresStore {
     }
 
     fn untag(&self, key_id: &str, tag_keys: &[String]) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             for k in tag_keys {
                 db.execute(
                     "DELETE FROM tags WHERE key_id = $1 AND tag_key = $2",
@@ -546,7 +592,7 @@ impl Store for PostgresStore {
     }
 
     fn init_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             // A concurrent insert of the same name waits for the other to commit and
             // then does nothing; the select (a fresh snapshot) sees the winner's value.
             db.execute(
@@ -561,7 +607,7 @@ impl Store for PostgresStore {
     }
 
     fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             db.execute(
                 "INSERT INTO meta (name, value) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -572,7 +618,7 @@ impl Store for PostgresStore {
     }
 
     fn record_certificate(&self, cert: &CertificateRecord) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             db.execute(
                 concat!(
                     "INSERT INTO certificates (",
@@ -628,7 +674,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke_certificate(&self, serial: &str, at: i64) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             let row = db.query_opt(
                 "SELECT revoked_at FROM certificates WHERE serial = $1 FOR UPDATE",
                 &[&serial],
@@ -663,7 +709,7 @@ impl Store for PostgresStore {
     }
 
     fn create_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             db.execute(
                 "INSERT INTO access_keys (access_key_id, principal, wrapped, created_at) \
                  VALUES ($1, $2, $3, $4)",
@@ -703,12 +749,26 @@ impl Store for PostgresStore {
     }
 
     fn delete_access_key(&self, access_key_id: &str) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             one_changed(db.execute(
                 "DELETE FROM access_keys WHERE access_key_id = $1",
                 &[&access_key_id],
             )?)
         })
+    }
+
+    fn changes(&self) -> Result<u64, StoreError> {
+        self.read(|db| {
+            let row = db.query_opt("SELECT n FROM changes WHERE id = 1", &[])?;
+            row.map_or(
+                Err(StoreError::Corrupt("the changes counter is missing")),
+                |r| get_u64(&r, 0),
+            )
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -731,38 +791,37 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.write(|db| {
             lock_audit(db)?;
-            if let (Some(first), Some(last)) = (records.first(), records.last()) {
-                // One row per batch: the records must follow the last one stored, in order.
-                let stored = db
-                    .query_opt(
-                        "SELECT last_seq FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
-                        &[],
-                    )?
-                    .map(|r| get_u64(&r, 0))
-                    .transpose()?
-                    .unwrap_or(0);
-                let lines = common::pack_batch(stored, records)?;
-                db.execute(
-                    "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &(first.seq as i64),
-                        &(last.seq as i64),
-                        &first.time_ms,
-                        &last.time_ms,
-                        &lines,
-                    ],
-                )?;
-            }
-            if let Some(c) = checkpoint {
-                // Numbered as SQLite's rowids are: one more than the last kept.
-                db.execute(
-                    "INSERT INTO audit_checkpoints (n, seq, line) \
-                     SELECT coalesce(max(n), 0) + 1, $1, $2 FROM audit_checkpoints",
-                    &[&(c.seq as i64), &c.line],
-                )?;
-            }
-            Ok(())
+            let stored = db
+                .query_opt(
+                    "SELECT last_seq FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|r| get_u64(&r, 0))
+                .transpose()?
+                .unwrap_or(0);
+            insert_audit(db, stored, records, checkpoint)
+        })
+    }
+
+    fn append_audit_chained(&self, chain: &mut ChainAudit<'_>) -> Result<(), StoreError> {
+        self.write(|db| {
+            lock_audit(db)?;
+            let tail = audit_tail(db)?;
+            let checkpoint = db
+                .query_opt(
+                    "SELECT seq, line FROM audit_checkpoints ORDER BY n DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|r| {
+                    Ok::<_, StoreError>(AuditRow {
+                        seq: get_u64(&r, 0)?,
+                        time_ms: 0,
+                        line: get(&r, 1)?,
+                    })
+                })
+                .transpose()?;
+            let (records, checkpoint) = chain(tail.as_ref(), checkpoint.as_ref())?;
+            insert_audit(db, tail.map_or(0, |t| t.seq), &records, checkpoint.as_ref())
         })
     }
 
@@ -811,22 +870,7 @@ impl Store for PostgresStore {
     }
 
     fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError> {
-        self.read(|db| {
-            let Some(row) = db.query_opt(
-                "SELECT last_seq, last_ms, lines FROM audit_batches \
-                 ORDER BY first_seq DESC LIMIT 1",
-                &[],
-            )?
-            else {
-                return Ok(None);
-            };
-            let lines: String = get(&row, 2)?;
-            Ok(Some(AuditRow {
-                seq: get_u64(&row, 0)?,
-                time_ms: get(&row, 1)?,
-                line: common::last_line(&lines),
-            }))
-        })
+        self.read(audit_tail)
     }
 
     fn audit_checkpoints(&self) -> Result<Vec<AuditRow>, StoreError> {

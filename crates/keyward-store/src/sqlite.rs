@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::common::{self, cert_columns, key_columns};
 use crate::{
-    AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, Store,
-    StoreError, VersionRecord,
+    AccessKey, Alias, AuditRow, CertificateRecord, ChainAudit, KeyRecord, KeyState, RotationType,
+    Store, StoreError, VersionRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -90,6 +90,13 @@ CREATE TABLE audit_checkpoints (
     seq  INTEGER NOT NULL,
     line TEXT NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);
+INSERT INTO changes (id, n) VALUES (1, 0);
 "#,
 ];
 
@@ -192,7 +199,8 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` in an immediate (write) transaction and commits.
+    /// Runs `f` in an immediate (write) transaction, moves [`Store::changes`] on, and
+    /// commits. Every change but the audit log's goes through here.
     fn write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
@@ -202,6 +210,9 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
         let out = f(&tx)?;
+        tx.prepare_cached("UPDATE changes SET n = n + 1 WHERE id = 1")
+            .and_then(|mut stmt| stmt.execute([]))
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(out)
     }
@@ -409,16 +420,23 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(backend)
     }
 
-    fn destroy_key(&self, key_id: &str) -> Result<(), StoreError> {
+    fn destroy_key(&self, key_id: &str, generation: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE keys SET destroyed = 1, generation = generation + 1 WHERE key_id = ?1",
-                    [key_id],
+                    "UPDATE keys SET destroyed = 1, generation = generation + 1 \
+                     WHERE key_id = ?1 AND generation = ?2",
+                    params![key_id, generation as i64],
                 )
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound);
+                return Err(
+                    if exists(tx, "SELECT 1 FROM keys WHERE key_id = ?1", key_id)? {
+                        StoreError::Conflict
+                    } else {
+                        StoreError::NotFound
+                    },
+                );
             }
             for sql in [
                 "DELETE FROM key_versions WHERE key_id = ?1",
@@ -712,6 +730,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn changes(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .prepare_cached("SELECT n FROM changes WHERE id = 1")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
     fn key_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
@@ -735,29 +766,28 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            // One row per batch: the records must follow the last one stored, in order.
-            let lines = common::pack_batch(last_seq(&tx)?, records)?;
-            tx.prepare_cached(
-                "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    first.seq as i64,
-                    last.seq as i64,
-                    first.time_ms,
-                    last.time_ms,
-                    lines
-                ])
-            })
+        insert_audit(&tx, last_seq(&tx)?, records, checkpoint)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn append_audit_chained(&self, chain: &mut ChainAudit<'_>) -> Result<(), StoreError> {
+        let mut conn = self.lock_audit();
+        // Immediate: the write lock first, so no other writer appends in between.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        }
-        if let Some(c) = checkpoint {
-            tx.prepare_cached("INSERT INTO audit_checkpoints (seq, line) VALUES (?1, ?2)")
-                .and_then(|mut stmt| stmt.execute(params![c.seq as i64, c.line]))
-                .map_err(backend)?;
-        }
+        let tail = tail(&tx)?;
+        let checkpoint = tx
+            .prepare_cached("SELECT seq, 0, line FROM audit_checkpoints ORDER BY n DESC LIMIT 1")
+            .and_then(|mut stmt| stmt.query_row([], audit_row).optional())
+            .map_err(backend)?;
+        let (records, checkpoint) = chain(tail.as_ref(), checkpoint.as_ref())?;
+        insert_audit(
+            &tx,
+            tail.map_or(0, |t| t.seq),
+            &records,
+            checkpoint.as_ref(),
+        )?;
         tx.commit().map_err(backend)
     }
 
@@ -817,21 +847,7 @@ impl Store for SqliteStore {
 
     fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError> {
         let conn = self.lock_audit();
-        conn.prepare_cached(
-            "SELECT last_seq, last_ms, lines FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row([], |r| {
-                let lines: String = r.get(2)?;
-                Ok(AuditRow {
-                    seq: r.get::<_, i64>(0)?.max(0) as u64,
-                    time_ms: r.get(1)?,
-                    line: common::last_line(&lines),
-                })
-            })
-            .optional()
-        })
-        .map_err(backend)
+        tail(&conn)
     }
 
     fn audit_checkpoints(&self) -> Result<Vec<AuditRow>, StoreError> {
@@ -854,6 +870,58 @@ fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
 }
 
 /// The last audit record's sequence number (0 for none).
+/// The last audit record stored.
+fn tail(conn: &Connection) -> Result<Option<AuditRow>, StoreError> {
+    conn.prepare_cached(
+        "SELECT last_seq, last_ms, lines FROM audit_batches ORDER BY first_seq DESC LIMIT 1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row([], |r| {
+            let lines: String = r.get(2)?;
+            Ok(AuditRow {
+                seq: r.get::<_, i64>(0)?.max(0) as u64,
+                time_ms: r.get(1)?,
+                line: common::last_line(&lines),
+            })
+        })
+        .optional()
+    })
+    .map_err(backend)
+}
+
+/// Stores `records` (following record `stored`) as one batch row, and `checkpoint`.
+fn insert_audit(
+    tx: &rusqlite::Transaction<'_>,
+    stored: u64,
+    records: &[AuditRow],
+    checkpoint: Option<&AuditRow>,
+) -> Result<(), StoreError> {
+    if let (Some(first), Some(last)) = (records.first(), records.last()) {
+        // One row per batch: the records must follow the last one stored, in order.
+        let lines = common::pack_batch(stored, records)?;
+        tx.prepare_cached(
+            "INSERT INTO audit_batches (first_seq, last_seq, first_ms, last_ms, lines) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                first.seq as i64,
+                last.seq as i64,
+                first.time_ms,
+                last.time_ms,
+                lines
+            ])
+        })
+        .map_err(backend)?;
+    }
+    if let Some(c) = checkpoint {
+        tx.prepare_cached("INSERT INTO audit_checkpoints (seq, line) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![c.seq as i64, c.line]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn last_seq(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
     let last: Option<i64> = tx
         .prepare_cached("SELECT last_seq FROM audit_batches ORDER BY first_seq DESC LIMIT 1")

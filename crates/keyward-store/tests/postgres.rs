@@ -100,7 +100,7 @@ fn destroyed_material_leaves_the_table_files() {
     pg.psql("keyward", "CHECKPOINT");
     let base = pg.data_dir().join("base");
     assert!(files_contain(&base, material));
-    store.destroy_key("gone").unwrap();
+    store.destroy_key("gone", 1).unwrap();
     pg.psql("keyward", "CHECKPOINT");
     assert!(
         !files_contain(&base, material),
@@ -361,4 +361,16 @@ fn racing_init_meta_and_revocations_from_two_pools() {
             .iter()
             .all(|(_, r)| r.is_ok() || matches!(r, Err(StoreError::AlreadyExists)))
     );
+}
+
+#[test]
+fn changes_count_every_change() {
+    let Some((_pg, store)) = store() else { return };
+    suite::changes_count_every_change(&store);
+}
+
+#[test]
+fn audit_chained_appends_follow_the_tail() {
+    let Some((_pg, store)) = store() else { return };
+    suite::audit_chained_appends_follow_the_tail(&store);
 }

@@ -57,7 +57,7 @@ fn destroyed_material_is_gone_from_every_file() {
             .unwrap();
     }
     assert!(files_contain(dir.path(), material));
-    store.destroy_key("gone").unwrap();
+    store.destroy_key("gone", 1).unwrap();
     assert!(
         !files_contain(dir.path(), material),
         "destroyed material still in the data directory"
@@ -96,4 +96,14 @@ fn reopening_keeps_everything_and_newer_schemas_are_refused() {
 #[test]
 fn audit_rows_append_page_and_undo() {
     suite::audit_rows_append_page_and_undo(&open().1);
+}
+
+#[test]
+fn changes_count_every_change() {
+    suite::changes_count_every_change(&open().1);
+}
+
+#[test]
+fn audit_chained_appends_follow_the_tail() {
+    suite::audit_chained_appends_follow_the_tail(&open().1);
 }

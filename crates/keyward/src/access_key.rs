@@ -24,7 +24,7 @@ pub(crate) fn kms(dir: &DataDirArgs) -> Result<keyward_kms::Kms, CliError> {
             path.display()
         )));
     }
-    open_kms(&path, database.as_ref(), KmsConfig::default(), false)
+    open_kms(&path, database.as_ref(), KmsConfig::default())
 }
 
 pub(crate) fn run(command: &AccessKeyCommand) -> Result<(), CliError> {

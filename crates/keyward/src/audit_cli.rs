@@ -186,7 +186,7 @@ fn open_store(
             dir.display()
         )));
     }
-    let store = crate::serve::open_store(&dir, database.as_ref(), false)?;
+    let store = crate::serve::open_store(&dir, database.as_ref())?;
     Ok((dir, store))
 }
 
@@ -403,7 +403,10 @@ fn verify(args: &VerifyArgs) -> Result<(), CliError> {
             .unwrap_or_else(|| dir.join(keyward_server::audit::DEFAULT_DIR));
         let records = audit_dir.join(keyward_audit::sink::RECORDS);
         let mut in_file = None;
-        if records.exists() {
+        if store.shared() {
+            // Nodes sharing a database keep the log there only (no file sink).
+            println!("database: the log's one copy, shared by every node");
+        } else if records.exists() {
             let mut checkpoints = extra;
             let beside = audit_dir.join(keyward_audit::sink::CHECKPOINTS);
             if beside.exists() {

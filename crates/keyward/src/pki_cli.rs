@@ -50,12 +50,7 @@ pub(crate) fn ca(command: &CaCommand) -> Result<(), CliError> {
             })?;
             std::fs::create_dir_all(&path).map_err(|e| failed("data directory")(&e))?;
             let database = database_url(dir.database_url.as_deref())?;
-            let kms = open_kms(
-                &path,
-                database.as_ref(),
-                keyward_kms::KmsConfig::default(),
-                false,
-            )?;
+            let kms = open_kms(&path, database.as_ref(), keyward_kms::KmsConfig::default())?;
             let stored = pki::init(&kms, trust_domain, alg, max_ttl).map_err(|e| match e {
                 keyward_server::ServerError::Store(keyward_store::StoreError::AlreadyExists) => {
                     CliError::failed("this data directory already has a CA")

@@ -313,21 +313,15 @@ pub(crate) fn database_url(flag: Option<&str>) -> Result<Option<DatabaseUrl>, Cl
         .transpose()
 }
 
-/// The store: PostgreSQL if `database` names one, else SQLite in `dir`. A `serving`
-/// node claims a PostgreSQL database for itself.
+/// The store: PostgreSQL if `database` names one, else SQLite in `dir`.
 pub(crate) fn open_store(
     dir: &Path,
     database: Option<&DatabaseUrl>,
-    serving: bool,
 ) -> Result<Arc<dyn Store>, CliError> {
     let store: Arc<dyn Store> = match database {
         Some(url) => Arc::new(
-            if serving {
-                PostgresStore::open_serving(url)
-            } else {
-                PostgresStore::open(url)
-            }
-            .map_err(|e| failed(&format!("opening the database {url}"))(&e))?,
+            PostgresStore::open(url)
+                .map_err(|e| failed(&format!("opening the database {url}"))(&e))?,
         ),
         None => Arc::new(
             SqliteStore::open(&dir.join("keyward.db"))
@@ -343,9 +337,8 @@ pub(crate) fn open_kms(
     dir: &Path,
     database: Option<&DatabaseUrl>,
     config: KmsConfig,
-    serving: bool,
 ) -> Result<Kms, CliError> {
-    let store = open_store(dir, database, serving)?;
+    let store = open_store(dir, database)?;
     let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
         .map_err(|e| failed("root key")(&e))?;
     if created {
@@ -397,12 +390,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .create(&config.data_dir)
         .map_err(|e| failed("cannot create the data directory")(&e))?;
     let dir = &config.data_dir;
-    let kms = Arc::new(open_kms(
-        dir,
-        config.database.as_ref(),
-        config.kms.clone(),
-        true,
-    )?);
+    let kms = Arc::new(open_kms(dir, config.database.as_ref(), config.kms.clone())?);
     let tls = keyward_server::tls::TlsState::start(kms.clone(), config.tls.clone())
         .map_err(|e| failed("TLS")(&e))?;
     let tls = Arc::new(tls);

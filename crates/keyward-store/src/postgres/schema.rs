@@ -82,4 +82,11 @@ CREATE TABLE audit_checkpoints (
     line TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  BIGINT NOT NULL
+);
+INSERT INTO changes (id, n) VALUES (1, 0);
+"#,
 ];

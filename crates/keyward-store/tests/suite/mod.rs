@@ -149,7 +149,22 @@ pub(crate) fn destroy_removes_material(store: &dyn Store) {
         updated_at: 1,
     };
     store.create_alias(&alias).unwrap();
-    store.destroy_key("d").unwrap();
+    // Decided on a record that has changed since: refused, nothing destroyed.
+    assert!(matches!(
+        store.destroy_key("d", 0),
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.versions("d").unwrap().len(), 1);
+    assert!(matches!(
+        store.destroy_key("nope", 1),
+        Err(StoreError::NotFound)
+    ));
+    store.destroy_key("d", 1).unwrap();
+    // A second destruction (another node's, decided on the same record) is refused.
+    assert!(matches!(
+        store.destroy_key("d", 1),
+        Err(StoreError::Conflict)
+    ));
     assert!(store.versions("d").unwrap().is_empty());
     assert_eq!(store.alias("alias/d").unwrap(), None);
     assert!(store.key("d").unwrap().unwrap().destroyed);
@@ -290,4 +305,123 @@ pub(crate) fn audit_rows_append_page_and_undo(store: &dyn Store) {
         store.key_counts().unwrap(),
         vec![("Disabled".to_owned(), 1), ("Enabled".to_owned(), 1)]
     );
+}
+
+/// Every change but the audit log's moves the changes counter on; reads and audit
+/// appends do not.
+pub(crate) fn changes_count_every_change(store: &dyn Store) {
+    let mut last = store.changes().unwrap();
+    let mut moved = |what: &str| {
+        let now = store.changes().unwrap();
+        assert!(now > last, "{what} did not move the changes counter");
+        last = now;
+    };
+    let mut k = key("c");
+    store.create_key(&k, &version("c", 1, b"w")).unwrap();
+    moved("create_key");
+    k.state = KeyState::Disabled;
+    k.generation = 2;
+    store.update_key(&k).unwrap();
+    moved("update_key");
+    k.generation = 3;
+    k.current_version = 2;
+    store.rotate_key(&k, &version("c", 2, b"w2")).unwrap();
+    moved("rotate_key");
+    let alias = Alias {
+        name: "alias/c".into(),
+        key_id: "c".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.create_alias(&alias).unwrap();
+    moved("create_alias");
+    store.update_alias("alias/c", "c", 2).unwrap();
+    moved("update_alias");
+    store.delete_alias("alias/c").unwrap();
+    moved("delete_alias");
+    store.tag("c", &[("t".into(), "v".into())]).unwrap();
+    moved("tag");
+    store.untag("c", &["t".into()]).unwrap();
+    moved("untag");
+    store.set_meta("m", b"v").unwrap();
+    moved("set_meta");
+    store
+        .create_access_key(&AccessKey {
+            access_key_id: "KWAKC".into(),
+            principal: "p".into(),
+            wrapped: b"w".to_vec(),
+            created_at: 1,
+        })
+        .unwrap();
+    moved("create_access_key");
+    store.delete_access_key("KWAKC").unwrap();
+    moved("delete_access_key");
+    store.destroy_key("c", 3).unwrap();
+    moved("destroy_key");
+    // Reads and the audit log leave it alone.
+    store.key("c").unwrap();
+    store
+        .append_audit(
+            &[keyward_store::AuditRow {
+                seq: 1,
+                time_ms: 1,
+                line: "{}".into(),
+            }],
+            None,
+        )
+        .unwrap();
+    assert_eq!(store.changes().unwrap(), last);
+}
+
+/// Chained appends see the last record and checkpoint, and store what the chainer made
+/// of them; a chainer's error stores nothing.
+pub(crate) fn audit_chained_appends_follow_the_tail(store: &dyn Store) {
+    use keyward_store::AuditRow;
+    let row = |seq: u64| AuditRow {
+        seq,
+        time_ms: seq as i64,
+        line: format!("r{seq}"),
+    };
+    let mut seen = Vec::new();
+    for n in [2u64, 1, 3] {
+        store
+            .append_audit_chained(&mut |tail, checkpoint| {
+                seen.push((
+                    tail.map(|t| t.line.clone()),
+                    checkpoint.map(|c| c.line.clone()),
+                ));
+                let after = tail.map_or(0, |t| t.seq);
+                let records: Vec<_> = (after + 1..=after + n).map(row).collect();
+                let checkpoint = (n == 1).then(|| AuditRow {
+                    seq: after + 1,
+                    time_ms: 0,
+                    line: format!("c{}", after + 1),
+                });
+                Ok((records, checkpoint))
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (None, None),
+            (Some("r2".into()), None),
+            (Some("r3".into()), Some("c3".into())),
+        ]
+    );
+    assert!(
+        store
+            .append_audit_chained(&mut |_, _| Err(StoreError::Corrupt("refused")))
+            .is_err()
+    );
+    let all = store.audit_records(0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.line.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2", "r3", "r4", "r5", "r6"]
+    );
+    assert_eq!(
+        store.audit_tail().unwrap().map(|r| r.line),
+        Some("r6".into())
+    );
+    assert_eq!(store.audit_checkpoints().unwrap().len(), 1);
 }

@@ -102,7 +102,10 @@ pub(crate) fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)
         if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
             env.push((k.to_owned(), v.to_owned()));
         }
-        if line.starts_with("export AWS_SECRET_ACCESS_KEY=") || line.starts_with(". ") {
+        if line.starts_with("export AWS_SECRET_ACCESS_KEY=")
+            || line.starts_with(". ")
+            || line.starts_with("# administrator credentials")
+        {
             break;
         }
     }
