@@ -42,6 +42,14 @@ pub(crate) enum Command {
     /// Audit TLS endpoints.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Write a consistent backup of the instance (keys, versions, policies, aliases, tags,
+    /// access keys, the CA, the audit keys and checkpoint, and root.key) to one file
+    /// protected by a recovery passphrase or recovery key; `keyward backup verify FILE`
+    /// checks one.
+    Backup(crate::backup::BackupArgs),
+    /// Rebuild a new instance (SQLite in the data directory, or an empty PostgreSQL
+    /// database) from a backup. Refuses (exit 73) a target that holds anything.
+    Restore(crate::backup::RestoreArgs),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -204,6 +212,9 @@ pub(crate) enum KeyCommand {
         /// An alias for the new key (alias/...).
         #[arg(long)]
         alias: Option<String>,
+        /// A key policy document (JSON) for the new key.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// List keys.
     List,
