@@ -536,6 +536,7 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
     drop(store);
     let kms = open_kms(&dir, database.as_ref(), KmsConfig::default(), false)?;
     let first = start_chain(&kms, &audit_dir, &snapshot, contents.created_ms)?;
+    let admin = write_admin_env(&kms, &dir, &snapshot)?;
     contents.snapshot = snapshot;
     println!(
         "keyward: restored {} into {}",
@@ -549,6 +550,12 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
     println!(
         "audit: a new chain began with record {first} (Restore), naming the backup's last record and checkpoint"
     );
+    if let Some(id) = admin {
+        println!(
+            "keyward: wrote {} (mode 0600) for the administrator's access key {id}",
+            dir.join("admin.env").display()
+        );
+    }
     println!(
         "keyward: start it with `keyward serve --data-dir {}`{}",
         dir.display(),
@@ -563,6 +570,30 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
 
 /// A place in an audit chain: a record's sequence number and hash.
 type ChainPoint = Option<(u64, String)>;
+
+/// Writes `admin.env` again, as the first start had, for the oldest access key of the
+/// principal `admin` (its secret unsealed with the restored root key). Returns its id.
+fn write_admin_env(kms: &Kms, dir: &Path, snapshot: &Snapshot) -> Result<Option<String>, CliError> {
+    let Some(admin) = snapshot
+        .access_keys
+        .iter()
+        .filter(|k| k.principal == "admin")
+        .min_by_key(|k| (k.created_at, k.access_key_id.clone()))
+    else {
+        return Ok(None);
+    };
+    let Some((secret, _)) = keyward_server::access::lookup(kms, &admin.access_key_id)
+        .map_err(|e| failed("the administrator's access key")(&e))?
+    else {
+        return Ok(None);
+    };
+    let text = Zeroizing::new(format!(
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\n",
+        admin.access_key_id, &*secret
+    ));
+    crate::files::write_atomic(&dir.join("admin.env"), text.as_bytes(), 0o600)?;
+    Ok(Some(admin.access_key_id.clone()))
+}
 
 /// The old chain's end as the backup saw it: its last record, its last checkpoint.
 fn previous_chain(snapshot: &Snapshot) -> (ChainPoint, ChainPoint) {
