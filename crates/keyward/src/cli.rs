@@ -369,6 +369,22 @@ mod tests {
     }
 
     #[test]
+    fn backup_takes_flags_or_the_verify_subcommand() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["keyward", "backup", "verify", "f.kwb"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Backup(crate::backup::BackupArgs {
+                command: Some(crate::backup::BackupCommand::Verify(_)),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["keyward", "backup", "--out", "f"]).is_ok());
+        assert!(Cli::try_parse_from(["keyward", "backup"]).is_err());
+        assert!(Cli::try_parse_from(["keyward", "backup", "--out", "f", "verify", "g"]).is_err());
+    }
+
+    #[test]
     fn pairs_and_suites_parse() {
         assert_eq!(parse_pair("a=b=c"), Ok(("a".into(), "b=c".into())));
         assert_eq!(parse_pair("a="), Ok(("a".into(), String::new())));
@@ -387,6 +403,8 @@ mod tests {
             vec!["keyward", "serve", "--database-url", url],
             vec!["keyward", "access-key", "list", "--database-url", url],
             vec!["keyward", "audit", "query", "--database-url", url],
+            vec!["keyward", "backup", "--out", "f", "--database-url", url],
+            vec!["keyward", "restore", "--from", "f", "--database-url", url],
         ] {
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             let shown = format!("{cli:?}");

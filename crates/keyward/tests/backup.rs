@@ -146,7 +146,11 @@ fn drill(from: Option<&str>, to: Option<&str>) {
     let policy = dir.path().join("policy.json");
     fs::write(
         &policy,
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"admin"},"Action":"kms:*","Resource":"*"}]}"#,
+        concat!(
+            r#"{"Version":"2012-10-17","Statement":["#,
+            r#"{"Effect":"Allow","Principal":{"AWS":"admin"},"Action":"kms:*","Resource":"*"},"#,
+            r#"{"Effect":"Deny","Principal":{"AWS":"admin"},"Action":"kms:DisableKey","Resource":"*"}]}"#
+        ),
     )
     .unwrap();
     let (payments, payments_arn) =
@@ -238,6 +242,12 @@ fn drill(from: Option<&str>, to: Option<&str>) {
     let described: serde_json::Value =
         serde_json::from_str(&ok(&keyward(&["key", "describe", "alias/payments"], &env))).unwrap();
     assert_eq!(described["KeyMetadata"]["KeyId"], payments.as_str());
+    // Its policy came back with it: what it denies is still denied.
+    let refused = keyward(&["key", "disable", "alias/payments"], &env);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("AccessDeniedException"),
+        "{refused:?}"
+    );
     // New work on the restored instance.
     encrypt(&env, &["alias/payments"], &text, &ct("after.msg"));
     assert_eq!(decrypt(&env, &payments_arn, &ct("after.msg")), plain);

@@ -198,9 +198,11 @@ fn read_recovery_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
 fn new_recovery_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
     let key = keyward_envelope::WrappingKey::generate()
         .map_err(|_| CliError::failed("random number generator failed"))?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = Zeroizing::new(String::with_capacity(65));
     for b in key.expose_secret() {
-        text.push_str(&format!("{b:02x}"));
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     text.push('\n');
     let fail = |e: std::io::Error| {
