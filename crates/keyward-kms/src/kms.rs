@@ -19,7 +19,9 @@ const MAX_CIPHERTEXT: usize = 6144;
 /// Attempts at an update that keeps meeting concurrent writers.
 const UPDATE_ATTEMPTS: usize = 16;
 /// The meta entry that proves the root key matches the data directory.
-const ROOT_CHECK: &str = "root-key-check";
+/// Meta entry: a check value wrapped under the root key, which [`Kms::open`] unwraps to
+/// refuse a root key that is not this store's.
+pub const ROOT_CHECK: &str = "root-key-check";
 
 /// An unwrapped key version's material and its KeyMaterialId.
 type Material = (Arc<Zeroizing<Vec<u8>>>, String);
@@ -554,8 +556,9 @@ impl Kms {
 
     // ---- key material ----
 
-    /// The wrap context binding a version's material to its key and version.
-    pub(crate) fn wrap_context(key_id: &str, version: u32) -> Vec<u8> {
+    /// The wrap context binding a version's material to its key and version (what
+    /// [`RootKey::wrap`] was given for it; a backup check unwraps one version with it).
+    pub fn wrap_context(key_id: &str, version: u32) -> Vec<u8> {
         [key_id.as_bytes(), b"\0", &version.to_be_bytes()].concat()
     }
 

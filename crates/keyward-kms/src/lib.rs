@@ -21,8 +21,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use keyward_store::{KeyState, RotationType};
 pub use kms::{
-    DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KeyMetadata, Kms, ReEncryptOutput,
-    cache_only, data_key_length,
+    DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KeyMetadata, Kms, ROOT_CHECK,
+    ReEncryptOutput, cache_only, data_key_length,
 };
 pub use lifecycle::{
     AliasListEntry, CreateKeyRequest, DeletionScheduled, KeyListEntry, KeyRotation, Page,

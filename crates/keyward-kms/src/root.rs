@@ -191,6 +191,11 @@ impl Passphrase {
         Self::new(p)
     }
 
+    /// The passphrase itself. Every call site is a place it leaves this type.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
     /// Reads a passphrase from the first line of a file (never from the command line).
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let text = Zeroizing::new(

@@ -77,3 +77,45 @@ pub(crate) fn unpack_batch(
 pub(crate) fn last_line(lines: &str) -> String {
     lines.rsplit('\n').next().unwrap_or_default().to_owned()
 }
+
+/// The statements a snapshot and a restore run, the same on every backend: `$N`
+/// placeholders are PostgreSQL's and, bound by position, SQLite's too.
+pub(crate) mod snapshot_sql {
+    /// Rows in any table a fresh store has none in (1 if there is one, else nothing).
+    pub(crate) const ANY_ROW: &str = "SELECT 1 FROM meta UNION ALL SELECT 1 FROM keys \
+         UNION ALL SELECT 1 FROM access_keys UNION ALL SELECT 1 FROM certificates \
+         UNION ALL SELECT 1 FROM audit_batches UNION ALL SELECT 1 FROM audit_checkpoints \
+         LIMIT 1";
+    pub(crate) const META: &str = "SELECT name, value FROM meta ORDER BY name";
+    pub(crate) const KEYS: &str = concat!("SELECT ", key_columns!(), " FROM keys ORDER BY key_id");
+    pub(crate) const VERSIONS: &str = "SELECT key_id, version, material_id, wrapped, created_at, rotation FROM key_versions \
+         ORDER BY key_id, version";
+    pub(crate) const ALIASES: &str =
+        "SELECT name, key_id, created_at, updated_at FROM aliases ORDER BY name";
+    pub(crate) const TAGS: &str =
+        "SELECT key_id, tag_key, tag_value FROM tags ORDER BY key_id, tag_key";
+    pub(crate) const ACCESS_KEYS: &str = "SELECT access_key_id, principal, wrapped, created_at \
+         FROM access_keys ORDER BY access_key_id";
+    pub(crate) const CERTIFICATES: &str = concat!(
+        "SELECT ",
+        cert_columns!(),
+        " FROM certificates ORDER BY serial"
+    );
+    pub(crate) const AUDIT_TAIL: &str =
+        "SELECT last_seq, last_ms, lines FROM audit_batches ORDER BY first_seq DESC LIMIT 1";
+    pub(crate) const AUDIT_CHECKPOINT: &str =
+        "SELECT seq, line FROM audit_checkpoints ORDER BY n DESC LIMIT 1";
+
+    pub(crate) const INSERT_META: &str = "INSERT INTO meta (name, value) VALUES ($1, $2)";
+    pub(crate) const INSERT_ALIAS: &str =
+        "INSERT INTO aliases (name, key_id, created_at, updated_at) VALUES ($1, $2, $3, $4)";
+    pub(crate) const INSERT_TAG: &str =
+        "INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3)";
+    pub(crate) const INSERT_ACCESS_KEY: &str = "INSERT INTO access_keys \
+         (access_key_id, principal, wrapped, created_at) VALUES ($1, $2, $3, $4)";
+    pub(crate) const INSERT_CERTIFICATE: &str = concat!(
+        "INSERT INTO certificates (",
+        cert_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    );
+}

@@ -13,12 +13,14 @@
 mod common;
 mod postgres;
 mod records;
+mod snapshot;
 mod sqlite;
 
 pub use crate::postgres::{DatabaseUrl, PostgresStore};
 pub use records::{
     AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, VersionRecord,
 };
+pub use snapshot::Snapshot;
 pub use sqlite::SqliteStore;
 
 /// Storage failures.
@@ -44,6 +46,10 @@ pub enum StoreError {
     /// connection to the database server.
     #[error("database error: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A restore into a store that already holds records: it restores only into an
+    /// empty one.
+    #[error("the store is not empty: a backup is restored only into a new instance")]
+    NotEmpty,
 }
 
 /// What [`Store::append_audit_chained`] calls under the writers' lock: given the last
@@ -170,4 +176,16 @@ pub trait Store: Send + Sync {
     fn audit_tail(&self) -> Result<Option<AuditRow>, StoreError>;
     /// Every audit checkpoint, oldest first (`time_ms` is 0: it is inside the line).
     fn audit_checkpoints(&self) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// Everything needed to rebuild this store, read in one transaction (a consistent
+    /// snapshot: SQLite's read transaction, PostgreSQL's REPEATABLE READ READ ONLY), while
+    /// the service goes on writing.
+    fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Whether the store holds no records at all (no meta, keys, access keys,
+    /// certificates or audit log): a new instance's.
+    fn is_empty(&self) -> Result<bool, StoreError>;
+    /// Inserts `snapshot` (all but its audit position, which only informs) into this
+    /// store in one transaction; [`StoreError::NotEmpty`] and nothing changed if the
+    /// store holds any record.
+    fn restore(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
 }

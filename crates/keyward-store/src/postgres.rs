@@ -25,10 +25,10 @@ use self::pool::{Conn, Pool};
 use self::schema::MIGRATIONS;
 pub use self::url::DatabaseUrl;
 
-use crate::common::{self, cert_columns, key_columns};
+use crate::common::{self, cert_columns, key_columns, snapshot_sql};
 use crate::{
     AccessKey, Alias, AuditRow, CertificateRecord, ChainAudit, KeyRecord, KeyState, RotationType,
-    Store, StoreError, VersionRecord,
+    Snapshot, Store, StoreError, VersionRecord,
 };
 
 /// The advisory lock a migration holds, so that nodes starting together take turns.
@@ -887,4 +887,114 @@ impl Store for PostgresStore {
                 .collect()
         })
     }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.write(|db| {
+            // Must come first in the transaction: every read then sees one snapshot.
+            db.batch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            read_snapshot(db)
+        })
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|db| Ok(db.query_opt(snapshot_sql::ANY_ROW, &[])?.is_none()))
+    }
+
+    fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
+        self.write(|db| {
+            // Writers from anywhere wait until the check and the inserts are done.
+            db.batch(
+                "LOCK TABLE meta, keys, key_versions, aliases, tags, access_keys, certificates, \
+                 audit_batches, audit_checkpoints IN EXCLUSIVE MODE",
+            )?;
+            if db.query_opt(snapshot_sql::ANY_ROW, &[])?.is_some() {
+                return Err(StoreError::NotEmpty);
+            }
+            for (name, value) in &s.meta {
+                db.execute(snapshot_sql::INSERT_META, &[name, value])?;
+            }
+            for k in &s.keys {
+                insert_key(db, k)?;
+            }
+            for v in &s.versions {
+                insert_version(db, v)?;
+            }
+            for a in &s.aliases {
+                db.execute(
+                    snapshot_sql::INSERT_ALIAS,
+                    &[&a.name, &a.key_id, &a.created_at, &a.updated_at],
+                )?;
+            }
+            for (key_id, k, v) in &s.tags {
+                db.execute(snapshot_sql::INSERT_TAG, &[key_id, k, v])?;
+            }
+            for a in &s.access_keys {
+                db.execute(
+                    snapshot_sql::INSERT_ACCESS_KEY,
+                    &[&a.access_key_id, &a.principal, &a.wrapped, &a.created_at],
+                )?;
+            }
+            for c in &s.certificates {
+                db.execute(
+                    snapshot_sql::INSERT_CERTIFICATE,
+                    &[
+                        &c.serial,
+                        &c.subject,
+                        &c.not_before,
+                        &c.not_after,
+                        &c.issued_at,
+                        &c.revoked_at,
+                        &c.der,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The whole store, read on `db` inside a snapshot transaction.
+fn read_snapshot(db: &mut Conn) -> Result<Snapshot, StoreError> {
+    let audit_tail = match db.query_opt(snapshot_sql::AUDIT_TAIL, &[])? {
+        Some(row) => Some(AuditRow {
+            seq: get_u64(&row, 0)?,
+            time_ms: get(&row, 1)?,
+            line: common::last_line(&get::<String>(&row, 2)?),
+        }),
+        None => None,
+    };
+    let audit_checkpoint = match db.query_opt(snapshot_sql::AUDIT_CHECKPOINT, &[])? {
+        Some(row) => Some(AuditRow {
+            seq: get_u64(&row, 0)?,
+            time_ms: 0,
+            line: get(&row, 1)?,
+        }),
+        None => None,
+    };
+    let pairs = |r: &Row| -> Result<(String, Vec<u8>), StoreError> { Ok((get(r, 0)?, get(r, 1)?)) };
+    let triples = |r: &Row| -> Result<(String, String, String), StoreError> {
+        Ok((get(r, 0)?, get(r, 1)?, get(r, 2)?))
+    };
+    Ok(Snapshot {
+        meta: db
+            .query(snapshot_sql::META, &[])?
+            .iter()
+            .map(pairs)
+            .collect::<Result<_, _>>()?,
+        keys: rows(db.query(snapshot_sql::KEYS, &[])?, key_from_row)?,
+        versions: rows(db.query(snapshot_sql::VERSIONS, &[])?, version_from_row)?,
+        aliases: rows(db.query(snapshot_sql::ALIASES, &[])?, alias_from_row)?,
+        tags: db
+            .query(snapshot_sql::TAGS, &[])?
+            .iter()
+            .map(triples)
+            .collect::<Result<_, _>>()?,
+        access_keys: rows(
+            db.query(snapshot_sql::ACCESS_KEYS, &[])?,
+            access_key_from_row,
+        )?,
+        certificates: rows(db.query(snapshot_sql::CERTIFICATES, &[])?, cert_from_row)?,
+        audit_tail,
+        audit_checkpoint,
+    })
 }

@@ -5,10 +5,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use crate::common::{self, cert_columns, key_columns};
+use crate::common::{self, cert_columns, key_columns, snapshot_sql};
 use crate::{
     AccessKey, Alias, AuditRow, CertificateRecord, ChainAudit, KeyRecord, KeyState, RotationType,
-    Store, StoreError, VersionRecord,
+    Snapshot, Store, StoreError, VersionRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -858,6 +858,85 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], audit_row).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut conn = self.lock();
+        // Deferred: the first read starts the read transaction, and WAL keeps every
+        // later read in it at that moment while the service writes on.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(backend)?;
+        let snapshot = read_snapshot(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(snapshot)
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        conn.query_row(snapshot_sql::ANY_ROW, [], |_| Ok(()))
+            .optional()
+            .map(|row| row.is_none())
+            .map_err(backend)
+    }
+
+    fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
+        // An immediate transaction holds SQLite's one write lock: nothing (the audit
+        // connection included) writes between the check and the inserts.
+        self.write(|tx| {
+            if tx
+                .query_row(snapshot_sql::ANY_ROW, [], |_| Ok(()))
+                .optional()
+                .map_err(backend)?
+                .is_some()
+            {
+                return Err(StoreError::NotEmpty);
+            }
+            for (name, value) in &s.meta {
+                tx.execute(snapshot_sql::INSERT_META, params![name, value])
+                    .map_err(backend)?;
+            }
+            for k in &s.keys {
+                insert_key(tx, k)?;
+            }
+            for v in &s.versions {
+                insert_version(tx, v)?;
+            }
+            for a in &s.aliases {
+                tx.execute(
+                    snapshot_sql::INSERT_ALIAS,
+                    params![a.name, a.key_id, a.created_at, a.updated_at],
+                )
+                .map_err(backend)?;
+            }
+            for (key_id, k, v) in &s.tags {
+                tx.execute(snapshot_sql::INSERT_TAG, params![key_id, k, v])
+                    .map_err(backend)?;
+            }
+            for a in &s.access_keys {
+                tx.execute(
+                    snapshot_sql::INSERT_ACCESS_KEY,
+                    params![a.access_key_id, a.principal, a.wrapped, a.created_at],
+                )
+                .map_err(backend)?;
+            }
+            for c in &s.certificates {
+                tx.execute(
+                    snapshot_sql::INSERT_CERTIFICATE,
+                    params![
+                        c.serial,
+                        c.subject,
+                        c.not_before,
+                        c.not_after,
+                        c.issued_at,
+                        c.revoked_at,
+                        c.der
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKey> {
@@ -935,5 +1014,54 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
         seq: r.get::<_, i64>(0)?.max(0) as u64,
         time_ms: r.get(1)?,
         line: r.get(2)?,
+    })
+}
+
+/// Every row of `sql`, read with `f`.
+fn all<T>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let rows = stmt.query_map([], f).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// The whole store, read inside `tx`.
+fn read_snapshot(tx: &rusqlite::Transaction<'_>) -> Result<Snapshot, StoreError> {
+    let audit_tail = tx
+        .query_row(snapshot_sql::AUDIT_TAIL, [], |r| {
+            let lines: String = r.get(2)?;
+            Ok(AuditRow {
+                seq: r.get::<_, i64>(0)?.max(0) as u64,
+                time_ms: r.get(1)?,
+                line: common::last_line(&lines),
+            })
+        })
+        .optional()
+        .map_err(backend)?;
+    let audit_checkpoint = tx
+        .query_row(snapshot_sql::AUDIT_CHECKPOINT, [], |r| {
+            Ok(AuditRow {
+                seq: r.get::<_, i64>(0)?.max(0) as u64,
+                time_ms: 0,
+                line: r.get(1)?,
+            })
+        })
+        .optional()
+        .map_err(backend)?;
+    Ok(Snapshot {
+        meta: all(tx, snapshot_sql::META, |r| Ok((r.get(0)?, r.get(1)?)))?,
+        keys: all(tx, snapshot_sql::KEYS, key_from_row)?,
+        versions: all(tx, snapshot_sql::VERSIONS, version_from_row)?,
+        aliases: all(tx, snapshot_sql::ALIASES, alias_from_row)?,
+        tags: all(tx, snapshot_sql::TAGS, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?,
+        access_keys: all(tx, snapshot_sql::ACCESS_KEYS, access_key_from_row)?,
+        certificates: all(tx, snapshot_sql::CERTIFICATES, cert_from_row)?,
+        audit_tail,
+        audit_checkpoint,
     })
 }

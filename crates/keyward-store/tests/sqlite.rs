@@ -99,6 +99,47 @@ fn audit_rows_append_page_and_undo() {
 }
 
 #[test]
+fn snapshot_and_restore_round_trip() {
+    let (_a, source) = open();
+    let (_b, target) = open();
+    suite::snapshot_and_restore_round_trip(&source, &target);
+}
+
+#[test]
+fn restore_refuses_any_non_empty_store() {
+    let (_a, meta_only) = open();
+    let (_b, audit_only) = open();
+    suite::restore_refuses_any_non_empty_store(&meta_only, &audit_only);
+}
+
+/// A snapshot taken while another connection writes sees one moment: every version it
+/// holds belongs to a key it holds, at that key's current version or before.
+#[test]
+fn snapshot_is_consistent_while_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.db");
+    let writer = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    let reader = SqliteStore::open(&path).unwrap();
+    let w = writer.clone();
+    let handle = std::thread::spawn(move || {
+        for i in 0..200 {
+            let id = format!("k{i:03}");
+            w.create_key(&suite::key(&id), &suite::version(&id, 1, b"w"))
+                .unwrap();
+        }
+    });
+    for _ in 0..20 {
+        let s = reader.snapshot().unwrap();
+        assert_eq!(s.keys.len(), s.versions.len());
+        for (k, v) in s.keys.iter().zip(&s.versions) {
+            assert_eq!(k.key_id, v.key_id);
+        }
+    }
+    handle.join().unwrap();
+    assert_eq!(reader.snapshot().unwrap().keys.len(), 200);
+}
+
+#[test]
 fn changes_count_every_change() {
     suite::changes_count_every_change(&open().1);
 }

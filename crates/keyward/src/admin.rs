@@ -19,8 +19,19 @@ pub(crate) fn run(command: &KeyCommand) -> Result<(), CliError> {
         }
     };
     let out = match command {
-        KeyCommand::Create { description, alias } => {
-            let created = call("CreateKey", json!({ "Description": description }))?;
+        KeyCommand::Create {
+            description,
+            alias,
+            policy,
+        } => {
+            let mut request = json!({ "Description": description });
+            if let Some(path) = policy {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::usage(format!("invalid setting --policy {}: {e}", path.display()))
+                })?;
+                request["Policy"] = Value::String(text);
+            }
+            let created = call("CreateKey", request)?;
             if let Some(alias) = alias {
                 call(
                     "CreateAlias",

@@ -42,6 +42,14 @@ pub(crate) enum Command {
     /// Audit TLS endpoints.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Write a consistent backup of the instance (keys, versions, policies, aliases, tags,
+    /// access keys, the CA, the audit keys and checkpoint, and root.key) to one file
+    /// protected by a recovery passphrase or recovery key; `keyward backup verify FILE`
+    /// checks one.
+    Backup(crate::backup::BackupArgs),
+    /// Rebuild a new instance (SQLite in the data directory, or an empty PostgreSQL
+    /// database) from a backup. Refuses (exit 73) a target that holds anything.
+    Restore(crate::backup::RestoreArgs),
     /// Write a new random 256-bit wrapping key to a file (mode 0600).
     Keygen(KeygenArgs),
     /// Encrypt a file or stream into an AWS Encryption SDK message.
@@ -204,6 +212,9 @@ pub(crate) enum KeyCommand {
         /// An alias for the new key (alias/...).
         #[arg(long)]
         alias: Option<String>,
+        /// A key policy document (JSON) for the new key.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// List keys.
     List,
@@ -358,6 +369,22 @@ mod tests {
     }
 
     #[test]
+    fn backup_takes_flags_or_the_verify_subcommand() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["keyward", "backup", "verify", "f.kwb"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Backup(crate::backup::BackupArgs {
+                command: Some(crate::backup::BackupCommand::Verify(_)),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["keyward", "backup", "--out", "f"]).is_ok());
+        assert!(Cli::try_parse_from(["keyward", "backup"]).is_err());
+        assert!(Cli::try_parse_from(["keyward", "backup", "--out", "f", "verify", "g"]).is_err());
+    }
+
+    #[test]
     fn pairs_and_suites_parse() {
         assert_eq!(parse_pair("a=b=c"), Ok(("a".into(), "b=c".into())));
         assert_eq!(parse_pair("a="), Ok(("a".into(), String::new())));
@@ -376,6 +403,8 @@ mod tests {
             vec!["keyward", "serve", "--database-url", url],
             vec!["keyward", "access-key", "list", "--database-url", url],
             vec!["keyward", "audit", "query", "--database-url", url],
+            vec!["keyward", "backup", "--out", "f", "--database-url", url],
+            vec!["keyward", "restore", "--from", "f", "--database-url", url],
         ] {
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             let shown = format!("{cli:?}");

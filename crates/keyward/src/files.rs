@@ -36,6 +36,14 @@ impl CliError {
         }
     }
 
+    /// The command refused or failed in a way with its own exit code.
+    pub(crate) fn with_code(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// Exit with `code` and no message (the command already said what it had to).
     pub(crate) fn exit(code: u8) -> Self {
         Self {

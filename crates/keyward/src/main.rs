@@ -9,6 +9,7 @@ use clap::Parser as _;
 mod access_key;
 mod admin;
 mod audit_cli;
+mod backup;
 mod cli;
 mod envelope;
 mod files;
@@ -42,6 +43,8 @@ fn main() -> ExitCode {
         cli::Command::Cert(command) => pki_cli::cert(&command),
         cli::Command::Audit(command) => audit_cli::run(&command),
         cli::Command::Tls(cli::TlsCommand::Scan(args)) => tls_scan_cli::scan(&args),
+        cli::Command::Backup(args) => backup::backup(&args),
+        cli::Command::Restore(args) => backup::restore(&args),
         cli::Command::Keygen(args) => envelope::keygen(&args),
         cli::Command::Encrypt(args) => envelope::encrypt(&args),
         cli::Command::Decrypt(args) => envelope::decrypt(&args),

@@ -1,8 +1,8 @@
 //! The store contract, written once against `&dyn Store` and run for every backend.
 
 use keyward_store::{
-    AccessKey, Alias, CertificateRecord, KeyRecord, KeyState, RotationType, Store, StoreError,
-    VersionRecord,
+    AccessKey, Alias, AuditRow, CertificateRecord, KeyRecord, KeyState, RotationType, Snapshot,
+    Store, StoreError, VersionRecord,
 };
 
 pub(crate) fn key(id: &str) -> KeyRecord {
@@ -305,6 +305,184 @@ pub(crate) fn audit_rows_append_page_and_undo(store: &dyn Store) {
         store.key_counts().unwrap(),
         vec![("Disabled".to_owned(), 1), ("Enabled".to_owned(), 1)]
     );
+}
+
+/// Fills `store` with one of everything a snapshot carries: keys (one rotated, one
+/// destroyed, one with a policy), aliases, tags, meta, an access key, certificates (one
+/// revoked) and an audit log with a checkpoint.
+pub(crate) fn fill_for_snapshot(store: &dyn Store) {
+    store
+        .create_key(&key("a"), &version("a", 1, b"wrapped-a1"))
+        .unwrap();
+    let mut rotated = key("a");
+    rotated.current_version = 2;
+    rotated.on_demand_rotations = 1;
+    rotated.generation = 2;
+    store
+        .rotate_key(&rotated, &version("a", 2, b"wrapped-a2"))
+        .unwrap();
+    let mut with_policy = key("b");
+    with_policy.policy = Some(r#"{"Statement":[]}"#.into());
+    with_policy.state = KeyState::Disabled;
+    store
+        .create_key(&with_policy, &version("b", 1, b"\x00\xffbinary"))
+        .unwrap();
+    store
+        .create_key(&key("gone"), &version("gone", 1, b"w"))
+        .unwrap();
+    store.destroy_key("gone", 1).unwrap();
+    for (name, target) in [("alias/one", "a"), ("alias/two", "b")] {
+        store
+            .create_alias(&Alias {
+                name: name.into(),
+                key_id: target.into(),
+                created_at: 5,
+                updated_at: 6,
+            })
+            .unwrap();
+    }
+    store
+        .tag(
+            "a",
+            &[("env".into(), "prod".into()), ("team".into(), "pay".into())],
+        )
+        .unwrap();
+    store.init_meta("root-key-check", b"\x01check").unwrap();
+    store.init_meta("pki-ca", b"{\"ca\":1}").unwrap();
+    store
+        .create_access_key(&AccessKey {
+            access_key_id: "KWAK1".into(),
+            principal: "admin".into(),
+            wrapped: b"sealed".to_vec(),
+            created_at: 1,
+        })
+        .unwrap();
+    for serial in ["0a", "0b"] {
+        store
+            .record_certificate(&CertificateRecord {
+                serial: serial.into(),
+                subject: "spiffe://td/x".into(),
+                not_before: 0,
+                not_after: 100,
+                issued_at: 0,
+                revoked_at: None,
+                der: vec![0x30, 1, 2],
+            })
+            .unwrap();
+    }
+    store.revoke_certificate("0b", 50).unwrap();
+    let rows: Vec<AuditRow> = (1..=5)
+        .map(|seq| AuditRow {
+            seq,
+            time_ms: 1000 + seq as i64,
+            line: format!("record {seq}"),
+        })
+        .collect();
+    let checkpoint = AuditRow {
+        seq: 3,
+        time_ms: 0,
+        line: "checkpoint 3".into(),
+    };
+    store.append_audit(&rows[..3], Some(&checkpoint)).unwrap();
+    store.append_audit(&rows[3..], None).unwrap();
+}
+
+/// A snapshot of `source` (filled by [`fill_for_snapshot`]) restored into the empty
+/// `target` gives back the same records; a second restore, into what is now not empty,
+/// is refused and changes nothing.
+pub(crate) fn snapshot_and_restore_round_trip(source: &dyn Store, target: &dyn Store) {
+    assert!(source.is_empty().unwrap());
+    fill_for_snapshot(source);
+    assert!(!source.is_empty().unwrap());
+    let snapshot = source.snapshot().unwrap();
+    assert_eq!(
+        snapshot
+            .keys
+            .iter()
+            .map(|k| k.key_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "gone"]
+    );
+    assert!(snapshot.keys[2].destroyed);
+    assert_eq!(snapshot.versions.len(), 3);
+    assert_eq!(snapshot.versions[1].wrapped, b"wrapped-a2");
+    assert_eq!(snapshot.aliases.len(), 2);
+    assert_eq!(snapshot.tags.len(), 2);
+    assert_eq!(snapshot.meta.len(), 2);
+    assert_eq!(snapshot.access_keys.len(), 1);
+    assert_eq!(snapshot.certificates[1].revoked_at, Some(50));
+    let tail = snapshot.audit_tail.clone().unwrap();
+    assert_eq!((tail.seq, tail.line.as_str()), (5, "record 5"));
+    let checkpoint = snapshot.audit_checkpoint.clone().unwrap();
+    assert_eq!(
+        (checkpoint.seq, checkpoint.line.as_str()),
+        (3, "checkpoint 3")
+    );
+    // Debug shows counts, never the sealed values.
+    let shown = format!("{snapshot:?}");
+    assert!(
+        !shown.contains("sealed") && !shown.contains("wrapped-a"),
+        "{shown}"
+    );
+
+    assert!(target.is_empty().unwrap());
+    target.restore(&snapshot).unwrap();
+    let again = target.snapshot().unwrap();
+    assert_eq!(again.meta, snapshot.meta);
+    assert_eq!(again.keys, snapshot.keys);
+    assert_eq!(again.versions, snapshot.versions);
+    assert_eq!(again.aliases, snapshot.aliases);
+    assert_eq!(again.tags, snapshot.tags);
+    assert_eq!(again.access_keys, snapshot.access_keys);
+    assert_eq!(again.certificates, snapshot.certificates);
+    // The audit log is not restored: the restored instance starts its own chain.
+    assert_eq!(again.audit_tail, None);
+    assert_eq!(again.audit_checkpoint, None);
+    // Through the ordinary reads too.
+    assert_eq!(target.key("a").unwrap().unwrap().current_version, 2);
+    assert_eq!(target.versions("a").unwrap().len(), 2);
+    assert_eq!(target.alias("alias/two").unwrap().unwrap().key_id, "b");
+    assert_eq!(target.tags("a").unwrap().len(), 2);
+    assert_eq!(target.revoked_certificates(10).unwrap().len(), 1);
+    assert_eq!(target.keys(None, 10).unwrap().len(), 2);
+
+    // Not empty any more: refused, nothing added or changed.
+    let mut other = Snapshot::default();
+    other.meta.push(("other".into(), b"x".to_vec()));
+    other.keys.push(key("z"));
+    assert!(matches!(target.restore(&other), Err(StoreError::NotEmpty)));
+    assert!(matches!(
+        target.restore(&snapshot),
+        Err(StoreError::NotEmpty)
+    ));
+    assert_eq!(target.snapshot().unwrap(), again);
+    assert_eq!(target.meta("other").unwrap(), None);
+}
+
+/// A store with only a meta value, or only audit records, is not empty either.
+pub(crate) fn restore_refuses_any_non_empty_store(meta_only: &dyn Store, audit_only: &dyn Store) {
+    let mut snapshot = Snapshot::default();
+    snapshot.keys.push(key("k"));
+    snapshot.versions.push(version("k", 1, b"w"));
+    meta_only.init_meta("root-key-check", b"c").unwrap();
+    audit_only
+        .append_audit(
+            &[AuditRow {
+                seq: 1,
+                time_ms: 1,
+                line: "r".into(),
+            }],
+            None,
+        )
+        .unwrap();
+    for store in [meta_only, audit_only] {
+        assert!(!store.is_empty().unwrap());
+        assert!(matches!(
+            store.restore(&snapshot),
+            Err(StoreError::NotEmpty)
+        ));
+        assert_eq!(store.key("k").unwrap(), None);
+    }
 }
 
 /// Every change but the audit log's moves the changes counter on; reads and audit
