@@ -373,3 +373,110 @@ fn readers_skip_blank_lines_and_refuse_an_overlong_one() {
     std::fs::write(dir.path().join(CHECKPOINTS), vec![b'{'; 3 * MAX_LINE]).unwrap();
     assert!(read_checkpoints(&dir.path().join(CHECKPOINTS)).is_err());
 }
+
+/// An in-memory log that several writers share, as nodes share a database: appends take
+/// its lock, chain after whatever is stored, and fail whole while `fail` is set.
+#[derive(Clone, Default)]
+struct MemoryLog {
+    inner: Arc<Mutex<Stored>>,
+}
+
+#[derive(Default)]
+struct Stored {
+    lines: Vec<String>,
+    tip: Option<keyward_audit::Chain>,
+    checkpoints: Vec<keyward_audit::Checkpoint>,
+    fail: bool,
+}
+
+impl keyward_audit::SharedSink for MemoryLog {
+    fn append(
+        &mut self,
+        events: &[Event],
+        checkpoint: &mut dyn FnMut(
+            &keyward_audit::Chain,
+            Option<&keyward_audit::Checkpoint>,
+        ) -> Option<keyward_audit::Checkpoint>,
+    ) -> std::io::Result<Vec<Record>> {
+        let mut s = self.inner.lock().unwrap();
+        if s.fail {
+            return Err(std::io::Error::other("the database is down"));
+        }
+        let mut tip = s.tip.clone().unwrap_or(keyward_audit::Chain {
+            seq: 0,
+            hash: keyward_audit::record::GENESIS.to_owned(),
+        });
+        let mut made = Vec::new();
+        let mut lines = Vec::new();
+        for e in events {
+            let (r, line) = Record::chain_line(tip.seq + 1, &tip.hash, e.clone());
+            tip = keyward_audit::Chain {
+                seq: r.seq,
+                hash: r.hash.clone(),
+            };
+            made.push(r);
+            lines.push(line);
+        }
+        let c = checkpoint(&tip, s.checkpoints.last());
+        s.lines.extend(lines);
+        s.tip = Some(tip);
+        s.checkpoints.extend(c);
+        Ok(made)
+    }
+}
+
+/// Two writers (two nodes) on one shared log: every record once, in one chain that
+/// verifies, with checkpoints every N records of the shared log whoever wrote them; a
+/// failing log refuses records and stores nothing, and the writers recover with it.
+#[test]
+fn writers_sharing_one_log_keep_one_chain_and_recover_from_its_failure() {
+    let shared = MemoryLog::default();
+    let (signer_a, pkcs8) = signer();
+    let signer_b = CheckpointSigner::from_pkcs8(&pkcs8).unwrap();
+    let pk = signer_a.public_key().to_owned();
+    let every = CheckpointEvery {
+        records: 100,
+        interval: Duration::from_secs(3600),
+    };
+    let nodes = [
+        AuditLog::start_shared(Box::new(shared.clone()), signer_a, every).unwrap(),
+        AuditLog::start_shared(Box::new(shared.clone()), signer_b, every).unwrap(),
+    ];
+    let seqs = Arc::new(Mutex::new(BTreeSet::new()));
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (log, seqs) = (nodes[t as usize % 2].clone(), seqs.clone());
+            s.spawn(move || {
+                for i in 0..150 {
+                    let seq = log.record_blocking(event(t * 1000 + i)).unwrap();
+                    assert!(seqs.lock().unwrap().insert(seq));
+                }
+            });
+        }
+    });
+    assert_eq!(*seqs.lock().unwrap(), (1..=1200).collect());
+
+    shared.inner.lock().unwrap().fail = true;
+    assert_eq!(nodes[0].record_blocking(event(9000)), Err(AuditUnavailable));
+    assert!(!nodes[0].healthy());
+    assert_eq!(shared.inner.lock().unwrap().lines.len(), 1200);
+    shared.inner.lock().unwrap().fail = false;
+    assert_eq!(nodes[1].record_blocking(event(9001)), Ok(1201));
+    eventually("node A probes the log and is healthy again", || {
+        nodes[0].healthy()
+    });
+    assert_eq!(nodes[0].record_blocking(event(9002)), Ok(1202));
+    // A shutdown checkpoint covers everything, once.
+    assert!(nodes[0].checkpoint_blocking());
+    assert!(nodes[1].checkpoint_blocking());
+
+    let s = shared.inner.lock().unwrap();
+    let v = verify(&s.lines, &s.checkpoints, &pk).unwrap();
+    assert_eq!(v.records, 1202);
+    let cps: Vec<u64> = s.checkpoints.iter().map(|c| c.seq).collect();
+    assert!(cps.windows(2).all(|w| w[1] > w[0]), "{cps:?}");
+    assert_eq!(cps.last(), Some(&1202));
+    // Due every 100 records of the shared log: one per hundred (batches may overshoot),
+    // not one per node.
+    assert!((10..=14).contains(&cps.len()), "{cps:?}");
+}
