@@ -901,7 +901,7 @@ impl Store for PostgresStore {
     }
 
     fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
-        self.write(|db| {
+        self.change(|db| {
             // Writers from anywhere wait until the check and the inserts are done.
             db.batch(
                 "LOCK TABLE meta, keys, key_versions, aliases, tags, access_keys, certificates, \

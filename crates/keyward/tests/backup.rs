@@ -586,3 +586,52 @@ fn settings_errors_exit_64_and_non_empty_targets_73_touching_nothing() {
     );
     assert!(fails(&out, 64).contains("--from"));
 }
+
+/// A restored instance is backed up and restored again (the second disaster): the
+/// second restore replaces the first restore's record of where it came from.
+#[test]
+fn a_restored_instance_is_backed_up_and_restored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = small_instance(dir.path());
+    for round in 0..2 {
+        let backup = dir.path().join(format!("{round}.backup"));
+        ok(&keyward(
+            &["backup", "--out", s(&backup), "--data-dir", s(&data)],
+            &with_passphrase(PASSPHRASE),
+        ));
+        let target = dir.path().join(format!("restored-{round}"));
+        ok(&keyward(
+            &["restore", "--from", s(&backup), "--data-dir", s(&target)],
+            &with_passphrase(PASSPHRASE),
+        ));
+        let root = fs::metadata(target.join("root.key")).unwrap();
+        assert_eq!(root.len(), 32);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&root.permissions()) & 0o777,
+            0o600
+        );
+        assert!(
+            fs::read_dir(&target).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".root.key")),
+            "a temporary root key file was left behind"
+        );
+        ok(&keyward(
+            &["audit", "verify", "--data-dir", s(&target)],
+            &[],
+        ));
+        data = target;
+    }
+    let mut server = common::start(&data);
+    let mut env = server.env.clone();
+    let admin = fs::read_to_string(data.join("admin.env")).unwrap();
+    env.extend(admin.lines().filter_map(|l| {
+        let (k, v) = l.strip_prefix("export ")?.split_once('=')?;
+        Some((k.to_owned(), v.to_owned()))
+    }));
+    let described = keyward(&["key", "describe", "alias/x"], &env);
+    stop(&mut server);
+    ok(&described);
+}

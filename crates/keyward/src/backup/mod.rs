@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -150,7 +150,12 @@ fn passphrase(confirm: bool) -> Result<Passphrase, CliError> {
     if confirm {
         let again = Passphrase::prompt("Recovery passphrase again: ")
             .map_err(|_| bad("at least 12 characters"))?;
-        if again.expose_secret() != first.expose_secret() {
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            again.expose_secret().as_bytes(),
+            first.expose_secret().as_bytes(),
+        )
+        .is_err()
+        {
             return Err(bad("the two passphrases differ"));
         }
     }
@@ -165,7 +170,8 @@ fn read_recovery_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, CliError> {
             path.display()
         ))
     };
-    let mut text = Zeroizing::new(Vec::new());
+    // Sized up front: a growing buffer would leave copies of the key in freed memory.
+    let mut text = Zeroizing::new(Vec::with_capacity(1025));
     fs::File::open(path)
         .and_then(|f| f.take(1024).read_to_end(&mut text))
         .map_err(|e| bad(e.to_string()))?;
@@ -243,7 +249,8 @@ fn secret_for(kdf: &Kdf, args: &SecretArgs) -> Result<RecoverySecret, CliError> 
 
 /// A root key file's 32 bytes.
 fn read_root_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, String> {
-    let mut bytes = Zeroizing::new(Vec::new());
+    // Sized up front: a growing buffer would leave copies of the key in freed memory.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(34));
     fs::File::open(path)
         .and_then(|f| f.take(33).read_to_end(&mut bytes))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -467,27 +474,32 @@ fn check_target(
     Ok(())
 }
 
-/// Writes the root key to a new file (mode 0600) and syncs it and its directory.
+/// Writes the root key to a new file (mode 0600) and syncs it and its directory. The key
+/// is written to a temporary file first and linked into place, so that a crash leaves
+/// either no root.key or a whole one, and an existing one is never replaced.
 fn write_root_key(path: &Path, key: &[u8; 32]) -> Result<(), CliError> {
-    let mut f = match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(f) => f,
+    let fail = |e: &dyn std::fmt::Display| failed(&format!("writing {}", path.display()))(e);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".root.key.")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    tmp.as_file()
+        .write_all(key)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| fail(&e))?;
+    match fs::hard_link(tmp.path(), path) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(refuse(path.parent().unwrap_or(path), "it holds a root.key"));
+            return Err(refuse(dir, "it holds a root.key"));
         }
-        Err(e) => return Err(failed(&format!("writing {}", path.display()))(&e)),
-    };
-    f.write_all(key)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| match path.parent() {
-            Some(dir) => fs::File::open(dir).and_then(|d| d.sync_all()),
-            None => Ok(()),
-        })
-        .map_err(|e| failed(&format!("writing {}", path.display()))(&e))
+        Err(e) => return Err(fail(&e)),
+    }
+    drop(tmp); // removes the temporary name; root.key keeps the data
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail(&e))
 }
 
 pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
@@ -523,6 +535,9 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
     let root_path = dir.join("root.key");
     write_root_key(&root_path, &root_key)?;
     let mut snapshot = std::mem::take(&mut contents.snapshot);
+    // A backup of a restored instance carries the entry of that restore: this one
+    // replaces it.
+    snapshot.meta.retain(|(name, _)| name != RESTORED_FROM_META);
     snapshot.meta.push((
         RESTORED_FROM_META.to_owned(),
         restored_from(&contents, &snapshot),
