@@ -25,6 +25,8 @@ const LOAD: Duration = Duration::from_secs(24);
 const KILL_B_AT: Duration = Duration::from_secs(4);
 const RESTART_B_AT: Duration = Duration::from_secs(8);
 const RESTART_PG_AT: Duration = Duration::from_secs(14);
+/// How long PostgreSQL stays down.
+const PG_DOWN: Duration = Duration::from_secs(2);
 /// Each worker's pause between operations.
 const PAUSE: Duration = Duration::from_millis(20);
 /// Workers running the mixed workload (besides the one changing the dedicated key).
@@ -316,10 +318,10 @@ fn three_nodes_survive_a_killed_node_and_a_postgres_restart() {
     );
     at(RESTART_PG_AT);
     eprintln!(
-        "cluster: {:?} restarting PostgreSQL",
+        "cluster: {:?} stopping PostgreSQL for {PG_DOWN:?}, then starting it again",
         load_started.elapsed()
     );
-    pg.restart();
+    pg.restart_after(PG_DOWN);
     eprintln!("cluster: {:?} PostgreSQL is back", load_started.elapsed());
     at(LOAD);
     stop.store(true, Ordering::Relaxed);
