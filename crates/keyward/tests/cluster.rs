@@ -25,6 +25,9 @@ const LOAD: Duration = Duration::from_secs(24);
 const KILL_B_AT: Duration = Duration::from_secs(4);
 const RESTART_B_AT: Duration = Duration::from_secs(8);
 const RESTART_PG_AT: Duration = Duration::from_secs(14);
+/// The whole test's time, after which its nodes are killed; and the checks' share.
+const TEST_DEADLINE: Duration = Duration::from_secs(75);
+const CHECK_BUDGET: Duration = Duration::from_secs(40);
 /// How long PostgreSQL stays down.
 const PG_DOWN: Duration = Duration::from_secs(2);
 /// Each worker's pause between operations.
@@ -216,6 +219,41 @@ async fn changer(mut session: Session, key: String, ledger: Arc<Ledger>, stop: A
     }
 }
 
+/// SIGKILLs the `keyward` processes this test started (its children), by pid.
+fn kill_our_nodes() {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = tail.split_whitespace().nth(1);
+        if head.ends_with("(keyward") && ppid == Some(me.as_str()) {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+}
+
+/// If the test is still running at `deadline`, kills its nodes: whatever waited for them
+/// (a banner, a request) then fails instead of hanging.
+fn watchdog(deadline: Duration, done: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if done.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("cluster: TIMED OUT after {deadline:?}: killing the nodes");
+        kill_our_nodes();
+    });
+}
+
 fn sigterm(server: &mut common::Server) {
     let pid = server.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -230,6 +268,8 @@ fn three_nodes_survive_a_killed_node_and_a_postgres_restart() {
         return;
     };
     let test_started = Instant::now();
+    let finished = Arc::new(AtomicBool::new(false));
+    watchdog(TEST_DEADLINE, finished.clone());
     let url = pg.url();
     let db = ["--database-url", url.as_str()];
     let dir = tempfile::tempdir().unwrap();
@@ -358,6 +398,10 @@ fn three_nodes_survive_a_killed_node_and_a_postgres_restart() {
             let mut session = client.session(part);
             checks.push(tokio::spawn(async move {
                 for s in sealed.iter().skip(part).step_by(4) {
+                    if checked.elapsed() > CHECK_BUDGET || test_started.elapsed() > TEST_DEADLINE {
+                        ledger.fail("the checks ran out of time".into());
+                        return;
+                    }
                     // Round-robin: three in a row go to the three nodes.
                     for _ in 0..3 {
                         decrypt(&mut session, &ledger, s).await;
@@ -376,6 +420,7 @@ fn three_nodes_survive_a_killed_node_and_a_postgres_restart() {
     for node in [&mut a, &mut b, &mut c] {
         sigterm(node);
     }
+    finished.store(true, Ordering::Relaxed);
     let verified = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["audit", "verify", "--data-dir"])
         .arg(&data[0])
