@@ -235,6 +235,17 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`: every connection is cut), keeps it down
+    /// for `down`, and starts it again on the same data directory and port.
+    pub fn restart_after(&self, down: std::time::Duration) {
+        check(
+            "pg_ctl stop",
+            self.pg_ctl(&["stop", "-w", "-t", "60", "-m", "fast"]),
+        );
+        std::thread::sleep(down);
+        check("pg_ctl start", self.pg_ctl(&["start", "-w", "-t", "60"]));
+    }
+
     fn pg_ctl(&self, args: &[&str]) -> std::io::Result<Output> {
         self.command("pg_ctl")
             .arg("-D")

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub(crate) mod kms;
+
 pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -81,13 +83,23 @@ pub(crate) fn start_with(data_dir: &Path, args: &[&str]) -> Server {
 
 /// As [`start_with`], with more environment variables.
 pub(crate) fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    start_at(data_dir, "127.0.0.1:0", args, env)
+}
+
+/// As [`start_with_env`], listening at `listen` (e.g. a port it had before).
+pub(crate) fn start_at(
+    data_dir: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(args)
         .envs(env.iter().copied())
         .env("KEYWARD_LOG", "warn")
