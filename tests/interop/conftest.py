@@ -7,6 +7,11 @@ Run from the repository root with the pinned venv (tests/interop/setup-venv):
     KEYWARD_BIN=target/debug/keyward target/interop-venv/bin/python -m pytest tests/interop
 
 `cargo nextest` runs it this way (crates/keyward/tests/serve.rs, `pytest_interop_suite`).
+
+With KEYWARD_TEST_DATABASE_URLS (space-separated PostgreSQL URLs of empty databases, one
+per module), each module's server keeps its records in the next database instead of
+SQLite, and KEYWARD_DATABASE_URL points the module's `keyward` commands at it too
+(crates/keyward/tests/serve.rs, `pytest_interop_suite_on_postgres`).
 """
 
 import os
@@ -63,11 +68,22 @@ def server(keyward_bin, tmp_path_factory, request):
     """A fresh `keyward serve` per test module; a module may set KEYWARD_LOG (its log
     level, default warn). Its log is kept in `server.log_path`."""
     level = getattr(request.module, "KEYWARD_LOG", "warn")
-    s = Server(keyward_bin, tmp_path_factory.mktemp("keyward") / "data", level)
-    yield s
-    if s.proc.poll() is None:
-        assert s.stop() == 0, "keyward serve did not stop cleanly on SIGTERM"
-    s.log.close()
+    database = next(_databases, None)
+    if database is not None:
+        os.environ["KEYWARD_DATABASE_URL"] = database
+    try:
+        s = Server(keyward_bin, tmp_path_factory.mktemp("keyward") / "data", level)
+        s.database = database
+        yield s
+        if s.proc.poll() is None:
+            assert s.stop() == 0, "keyward serve did not stop cleanly on SIGTERM"
+        s.log.close()
+    finally:
+        os.environ.pop("KEYWARD_DATABASE_URL", None)
+
+
+# One empty PostgreSQL database per module, when given.
+_databases = iter(os.environ.get("KEYWARD_TEST_DATABASE_URLS", "").split())
 
 
 @pytest.fixture

@@ -53,6 +53,64 @@ fn pytest_interop_suite() {
     assert!(!text.contains("SKIPPED"), "the interop suite must not skip");
 }
 
+/// The interop modules that reach the store (boto3, aws-cli, the AWS Encryption CLI,
+/// the audit log, secrets in logs) again, each module's server on its own PostgreSQL
+/// database of one throwaway cluster.
+#[test]
+fn pytest_interop_suite_on_postgres() {
+    let Some(python) = common::python(
+        "pytest, boto3, cryptography, awscli, aws_encryption_sdk_cli",
+        "pytest interop suite on PostgreSQL",
+    ) else {
+        return;
+    };
+    let Some(pg) = keyward_testpg::PgCluster::start() else {
+        return;
+    };
+    const MODULES: [&str; 5] = [
+        "tests/interop/test_boto3.py",
+        "tests/interop/test_aws_cli.py",
+        "tests/interop/test_encryption_cli.py",
+        "tests/interop/test_audit.py",
+        "tests/interop/test_secrets.py",
+    ];
+    let base = pg.url();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let urls: Vec<String> = (0..MODULES.len())
+        .map(|i| {
+            pg.psql(
+                "postgres",
+                &format!("CREATE DATABASE interop{i} OWNER keyward"),
+            );
+            format!("{prefix}/interop{i}")
+        })
+        .collect();
+    let out = Command::new(&python)
+        .args(["-m", "pytest", "-v"])
+        .args(MODULES)
+        .current_dir(common::repo_root())
+        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
+        .env("KEYWARD_TEST_DATABASE_URLS", urls.join(" "))
+        .env_remove("AWS_PROFILE")
+        .env_remove("KEYWARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the pytest interop suite failed on PostgreSQL"
+    );
+    assert!(!text.contains("SKIPPED"), "the interop suite must not skip");
+    for (i, module) in MODULES.iter().enumerate() {
+        let keys = pg.psql(&format!("interop{i}"), "SELECT count(*) FROM keys");
+        assert!(
+            keys.trim().parse::<u64>().unwrap() > 0,
+            "{module} did not use its database"
+        );
+    }
+}
+
 /// The benchmark-only switches that weaken the service are refused by a normal build.
 #[test]
 fn benchmark_switches_are_refused_outside_benchmark_builds() {
