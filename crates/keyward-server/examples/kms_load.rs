@@ -3,9 +3,11 @@
 //! so both are driven by the same code over the same TLS 1.3 + HTTP/1.1 keep-alive transport.
 //!
 //! ```text
-//! kms_load --target keyward|openbao --url https://127.0.0.1:PORT --ca CA.pem --key KEY
+//! kms_load --target keyward|openbao --url https://127.0.0.1:PORT [--url ...] --ca CA.pem --key KEY
 //!          --op generate-data-key|decrypt [--conns N] [--seconds S] [--warmup S]
 //! ```
+//! `--url` may be repeated (several servers behind one CA, e.g. keyward nodes on one
+//! PostgreSQL database): connection i goes to URL i mod (number of URLs), round-robin.
 //! keyward reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; OpenBao reads BAO_TOKEN.
 //! Prints one line: `target=… op=… conns=… ops_per_s=… p50_us=… p99_us=… errors=…`.
 
@@ -34,11 +36,14 @@ enum Op {
     Decrypt,
 }
 
+#[derive(Clone)]
 struct Config {
     target: Target,
     op: Op,
     host: String,
     port: u16,
+    /// Every `--url` as (host, port); connection i uses `urls[i % urls.len()]`.
+    urls: Vec<(String, u16)>,
     key: String,
     conns: usize,
     seconds: f64,
@@ -57,7 +62,8 @@ fn usage(msg: &str) -> ! {
 
 fn parse() -> Config {
     let mut args = std::env::args().skip(1);
-    let (mut target, mut op, mut url, mut ca, mut key) = (None, None, None, None, None);
+    let (mut target, mut op, mut ca, mut key) = (None, None, None, None);
+    let mut urls = Vec::new();
     let (mut conns, mut seconds, mut warmup) = (1usize, 10.0f64, 2.0f64);
     while let Some(flag) = args.next() {
         let value = args
@@ -78,7 +84,7 @@ fn parse() -> Config {
                     _ => usage("--op is generate-data-key or decrypt"),
                 })
             }
-            "--url" => url = Some(value),
+            "--url" => urls.push(value),
             "--ca" => ca = Some(value),
             "--key" => key = Some(value),
             "--conns" => conns = value.parse().unwrap_or_else(|_| usage("bad --conns")),
@@ -87,19 +93,33 @@ fn parse() -> Config {
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
-    let url = url.unwrap_or_else(|| usage("--url is required"));
-    let (plain, authority) = match url.strip_prefix("https://") {
-        Some(a) => (false, a),
-        None => (
-            true,
-            url.strip_prefix("http://")
-                .unwrap_or_else(|| usage("--url must be https://HOST:PORT or http://HOST:PORT")),
-        ),
+    if urls.is_empty() {
+        usage("--url is required");
+    }
+    let split = |url: &str| -> (bool, String, u16) {
+        let (plain, authority) = match url.strip_prefix("https://") {
+            Some(a) => (false, a),
+            None => (
+                true,
+                url.strip_prefix("http://").unwrap_or_else(|| {
+                    usage("--url must be https://HOST:PORT or http://HOST:PORT")
+                }),
+            ),
+        };
+        let authority = authority.trim_end_matches('/');
+        let (host, port) = authority
+            .rsplit_once(':')
+            .unwrap_or_else(|| usage("--url needs a port"));
+        let port = port.parse().unwrap_or_else(|_| usage("bad port in --url"));
+        (plain, host.to_owned(), port)
     };
-    let authority = authority.trim_end_matches('/');
-    let (host, port) = authority
-        .rsplit_once(':')
-        .unwrap_or_else(|| usage("--url needs a port"));
+    let parsed: Vec<_> = urls.iter().map(|u| split(u)).collect();
+    let plain = parsed[0].0;
+    if parsed.iter().any(|(p, _, _)| *p != plain) {
+        usage("every --url must use the same scheme");
+    }
+    let urls: Vec<(String, u16)> = parsed.into_iter().map(|(_, h, p)| (h, p)).collect();
+    let (host, port) = urls[0].clone();
     let mut roots = rustls::RootCertStore::empty();
     if !plain {
         let ca = ca.unwrap_or_else(|| usage("--ca is required"));
@@ -119,8 +139,9 @@ fn parse() -> Config {
     Config {
         target: target.unwrap_or_else(|| usage("--target is required")),
         op: op.unwrap_or_else(|| usage("--op is required")),
-        host: host.to_owned(),
-        port: port.parse().unwrap_or_else(|_| usage("bad port in --url")),
+        host,
+        port,
+        urls,
         key: key.unwrap_or_else(|| usage("--key is required")),
         conns,
         seconds,
@@ -244,13 +265,7 @@ async fn send(
 async fn ciphertext(cfg: &Config) -> String {
     let generate = Config {
         op: Op::GenerateDataKey,
-        tls: cfg.tls.clone(),
-        host: cfg.host.clone(),
-        key: cfg.key.clone(),
-        access_key: cfg.access_key.clone(),
-        secret: cfg.secret.clone(),
-        token: cfg.token.clone(),
-        ..*cfg
+        ..cfg.clone()
     };
     let mut sender = connect(&generate).await;
     let (ok, body) = send(&mut sender, request(&generate, "")).await;
@@ -278,8 +293,14 @@ fn main() {
         let measure_from = start + Duration::from_secs_f64(cfg.warmup);
         let end = measure_from + Duration::from_secs_f64(cfg.seconds);
         let mut tasks = Vec::new();
-        for _ in 0..cfg.conns {
-            let (cfg, ct) = (cfg.clone(), ct.clone());
+        for i in 0..cfg.conns {
+            let (host, port) = cfg.urls[i % cfg.urls.len()].clone();
+            let cfg = Arc::new(Config {
+                host,
+                port,
+                ..(*cfg).clone()
+            });
+            let ct = ct.clone();
             tasks.push(tokio::spawn(async move {
                 let mut sender = connect(&cfg).await;
                 let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0u64, None);
