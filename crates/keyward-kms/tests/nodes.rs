@@ -1,5 +1,6 @@
 //! Several KMS nodes over one store: scheduled work is done exactly once between them,
-//! and a change made through one node reaches another's caches at its next refresh.
+//! and a change made through one node (disable, alias, policy, rotation) reaches
+//! another's caches at its next refresh.
 //! Over SQLite (two connections to one file) and over PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -139,6 +140,19 @@ fn change_reaches_other_nodes(db: &common::Db) {
         &b.decrypt(&blob, &ctx, None).unwrap().plaintext[..],
         b"card"
     );
+
+    // A new policy through A: B authorizes by it once it refreshes.
+    let only = |who: &str| keyward_kms::policy::default_policy(&["admin"], &[who]);
+    a.put_key_policy(&key, "default", &only("alice")).unwrap();
+    b.refresh().unwrap();
+    b.authorize("alice", "Encrypt", &key, &ctx).unwrap();
+    a.put_key_policy(&key, "default", &only("bob")).unwrap();
+    assert!(b.refresh().unwrap());
+    assert!(matches!(
+        b.authorize("alice", "Encrypt", &key, &ctx),
+        Err(Error::AccessDenied(_))
+    ));
+    b.authorize("bob", "Encrypt", &key, &ctx).unwrap();
 
     // A rotation on A: B encrypts under the new version once it refreshes.
     a.rotate_key_on_demand(&key).unwrap();
