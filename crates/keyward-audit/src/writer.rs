@@ -145,6 +145,38 @@ impl Shared {
     }
 }
 
+/// What a writer takes on one pass.
+struct Work {
+    batch: Batch,
+    asks: Vec<mpsc::Sender<bool>>,
+    closed: bool,
+    /// The last record chained (by requests; unused over a shared sink).
+    tip: Chain,
+}
+
+impl Shared {
+    /// Waits, at most `idle`, for records, a checkpoint request or the end, and takes
+    /// whatever is there.
+    fn take_work(&self, idle: Duration) -> Work {
+        let mut head = self.lock();
+        if head.queue.batch.waiting.is_empty() && head.queue.asks.is_empty() && !head.queue.closed {
+            head.queue.sleeping = true;
+            head = self
+                .wake
+                .wait_timeout(head, idle)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            head.queue.sleeping = false;
+        }
+        Work {
+            batch: std::mem::take(&mut head.queue.batch),
+            asks: std::mem::take(&mut head.queue.asks),
+            closed: head.queue.closed,
+            tip: head.chain.clone(),
+        }
+    }
+}
+
 /// Ends the writer when the last [`AuditLog`] goes.
 struct Handle(Arc<Shared>);
 
@@ -383,26 +415,12 @@ impl Writer {
 
     fn run(mut self) {
         loop {
-            let shared = self.shared.clone();
-            let mut head = shared.lock();
-            if head.queue.batch.records.is_empty()
-                && head.queue.asks.is_empty()
-                && !head.queue.closed
-            {
-                head.queue.sleeping = true;
-                let wait = self.idle_wait();
-                head = shared
-                    .wake
-                    .wait_timeout(head, wait)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
-                head.queue.sleeping = false;
-            }
-            let batch = std::mem::take(&mut head.queue.batch);
-            let asks = std::mem::take(&mut head.queue.asks);
-            let closed = head.queue.closed;
-            let tip = head.chain.clone();
-            drop(head);
+            let Work {
+                batch,
+                asks,
+                closed,
+                tip,
+            } = self.shared.take_work(self.idle_wait());
             if batch.records.is_empty() {
                 self.idle();
             } else {
@@ -609,29 +627,17 @@ struct SharedWriter {
 impl SharedWriter {
     fn run(mut self) {
         loop {
-            let shared = self.shared.clone();
-            let mut head = shared.lock();
-            if head.queue.batch.events.is_empty()
-                && head.queue.asks.is_empty()
-                && !head.queue.closed
-            {
-                head.queue.sleeping = true;
-                let wait = if self.failed {
-                    RETRY_EVERY
-                } else {
-                    self.every.interval
-                };
-                head = shared
-                    .wake
-                    .wait_timeout(head, wait)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
-                head.queue.sleeping = false;
-            }
-            let batch = std::mem::take(&mut head.queue.batch);
-            let asks = std::mem::take(&mut head.queue.asks);
-            let closed = head.queue.closed;
-            drop(head);
+            let idle = if self.failed {
+                RETRY_EVERY
+            } else {
+                self.every.interval
+            };
+            let Work {
+                batch,
+                asks,
+                closed,
+                ..
+            } = self.shared.take_work(idle);
             if !batch.events.is_empty() {
                 let records = self.append(&batch.events, false);
                 for (i, done) in batch.waiting.into_iter().enumerate() {

@@ -246,10 +246,29 @@ impl KdfParams {
             iterations: word(4)?,
             parallelism: word(8)?,
         };
-        let within = p.memory_kib <= Self::MAX.memory_kib
-            && (1..=Self::MAX.iterations).contains(&p.iterations)
-            && (1..=Self::MAX.parallelism).contains(&p.parallelism);
-        within.then_some(p)
+        p.within_bounds().then_some(p)
+    }
+
+    /// Whether costs read from an untrusted place are ones keyward accepts: at most
+    /// 1 GiB, 16 passes and 8 lanes (and what Argon2 itself requires).
+    pub fn within_bounds(self) -> bool {
+        (1..=Self::MAX.parallelism).contains(&self.parallelism)
+            && (1..=Self::MAX.iterations).contains(&self.iterations)
+            && (8 * self.parallelism..=Self::MAX.memory_kib).contains(&self.memory_kib)
+    }
+
+    /// Argon2id(`passphrase`, `salt`) with these costs: a 32-byte key. `None` if the
+    /// costs or the salt are out of Argon2's range.
+    pub fn derive(self, passphrase: &Passphrase, salt: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        let costs =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+                .ok()?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, costs);
+        let mut key = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(passphrase.0.as_bytes(), salt, &mut key[..])
+            .ok()?;
+        Some(key)
     }
 }
 
@@ -275,21 +294,9 @@ impl AesRootKey {
             .ok_or(Error::Internal("corrupt passphrase parameters"))?;
         let costs = KdfParams::from_bytes(costs)
             .ok_or(Error::Internal("stored passphrase costs are out of bounds"))?;
-        let argon = argon2::Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            argon2::Params::new(
-                costs.memory_kib,
-                costs.iterations,
-                costs.parallelism,
-                Some(32),
-            )
-            .map_err(|_| Error::Internal("invalid passphrase costs"))?,
-        );
-        let mut key = Zeroizing::new([0u8; 32]);
-        argon
-            .hash_password_into(passphrase.0.as_bytes(), salt, &mut key[..])
-            .map_err(|_| Error::Internal("passphrase key derivation failed"))?;
+        let key = costs
+            .derive(passphrase, salt)
+            .ok_or(Error::Internal("passphrase key derivation failed"))?;
         Self::new(&key, "passphrase")
     }
 }

@@ -192,42 +192,20 @@ fn request(cfg: &Config, ciphertext: &str) -> hyper::Request<Full<Bytes>> {
                     json!({ "KeyId": cfg.key, "CiphertextBlob": ciphertext }),
                 ),
             };
-            let body = body.to_string();
-            let target = format!("TrentService.{operation}");
-            let headers = [
-                ("content-type", "application/x-amz-json-1.1"),
-                ("host", authority.as_str()),
-                ("x-amz-target", target.as_str()),
-            ];
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs() as i64;
-            let to_sign = keyward_server::sigv4::Request {
-                method: "POST",
-                path: "/",
-                query: "",
-                headers: &headers,
-                body: body.as_bytes(),
-            };
-            let (date, authorization) = keyward_server::sigv4::sign(
-                &to_sign,
+            keyward_server::sigv4::kms_request(
+                &authority,
+                operation,
+                body.to_string(),
                 &cfg.access_key,
                 &cfg.secret,
                 "us-east-1",
-                "kms",
                 now,
             )
-            .unwrap();
-            let mut builder = hyper::Request::post("/");
-            for (k, v) in headers {
-                builder = builder.header(k, v);
-            }
-            builder
-                .header("x-amz-date", date)
-                .header("authorization", authorization)
-                .body(Full::new(Bytes::from(body)))
-                .unwrap()
+            .unwrap()
         }
         Target::OpenBao => {
             let (path, body) = match cfg.op {

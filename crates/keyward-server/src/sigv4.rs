@@ -270,6 +270,43 @@ pub fn amz_date(unix: i64) -> String {
     )
 }
 
+/// The request an AWS SDK sends for the KMS `operation` (`Encrypt`, `Decrypt`, ...) with
+/// JSON `body`, to the server at `authority` (`host:port`), signed at `now` (Unix
+/// seconds). For keyward's own clients, load generators and tests.
+pub fn kms_request(
+    authority: &str,
+    operation: &str,
+    body: String,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    now: i64,
+) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, AuthError> {
+    let target = format!("TrentService.{operation}");
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("host", authority),
+        ("x-amz-target", target.as_str()),
+    ];
+    let to_sign = Request {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let (date, authorization) = sign(&to_sign, access_key_id, secret, region, "kms", now)?;
+    let mut builder = hyper::Request::post("/");
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    builder
+        .header("x-amz-date", date)
+        .header("authorization", authorization)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|_| AuthError::IncompleteSignature("a header value that HTTP cannot carry".into()))
+}
+
 /// Signs a request as an AWS SDK would: returns the `X-Amz-Date` and `Authorization`
 /// header values for `req`, whose headers must already include `host` and every other
 /// header to sign (all of `req.headers` are signed, plus `x-amz-date`).

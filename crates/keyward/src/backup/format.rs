@@ -25,6 +25,7 @@
 //! (0 or 1), the 32-byte root key if it does, and then the snapshot as JSON
 //! ([`super::contents`]).
 
+use keyward_kms::KdfParams;
 use std::io::Write;
 
 use keyward_envelope::{
@@ -79,38 +80,6 @@ pub(crate) enum BackupError {
     Crypto(&'static str),
 }
 
-/// Argon2id costs, as stored in the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KdfParams {
-    /// Memory in KiB.
-    pub(crate) memory_kib: u32,
-    /// Passes.
-    pub(crate) iterations: u32,
-    /// Lanes.
-    pub(crate) parallelism: u32,
-}
-
-impl KdfParams {
-    /// 64 MiB, 3 passes, 1 lane (RFC 9106 section 4, the second recommended option).
-    pub(crate) const DEFAULT: Self = Self {
-        memory_kib: 64 * 1024,
-        iterations: 3,
-        parallelism: 1,
-    };
-    /// The most a file may ask for: 1 GiB, 16 passes, 8 lanes.
-    const MAX: Self = Self {
-        memory_kib: 1024 * 1024,
-        iterations: 16,
-        parallelism: 8,
-    };
-
-    fn within_bounds(self) -> bool {
-        (1..=Self::MAX.parallelism).contains(&self.parallelism)
-            && (1..=Self::MAX.iterations).contains(&self.iterations)
-            && (8 * self.parallelism..=Self::MAX.memory_kib).contains(&self.memory_kib)
-    }
-}
-
 /// How the wrapping key comes from the recovery secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kdf {
@@ -155,19 +124,9 @@ impl RecoverySecret {
         match (self, kdf) {
             (Self::Key(key), Kdf::RecoveryKey) => Ok(WrappingKey::from_bytes(**key)),
             (Self::Passphrase(passphrase), Kdf::Passphrase { salt, params }) => {
-                let costs = argon2::Params::new(
-                    params.memory_kib,
-                    params.iterations,
-                    params.parallelism,
-                    Some(32),
-                )
-                .map_err(|_| BackupError::Header("Argon2id costs out of range"))?;
-                let argon =
-                    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, costs);
-                let mut key = Zeroizing::new([0u8; 32]);
-                argon
-                    .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut key[..])
-                    .map_err(|_| BackupError::Crypto("passphrase key derivation failed"))?;
+                let key = params
+                    .derive(passphrase, salt)
+                    .ok_or(BackupError::Header("Argon2id costs out of range"))?;
                 Ok(WrappingKey::from_bytes(*key))
             }
             _ => Err(BackupError::Undecryptable),
