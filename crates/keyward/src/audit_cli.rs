@@ -152,7 +152,8 @@ fn parse_time(s: &str) -> Result<i64, String> {
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn format_time(ms: i64) -> String {
+/// Milliseconds since the Unix epoch as RFC 3339 (the number itself if out of range).
+pub(crate) fn format_time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

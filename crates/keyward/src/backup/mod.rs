@@ -318,7 +318,7 @@ fn describe(c: &Contents) -> String {
     format!(
         "taken {} by keyward {}\n{} keys ({live} not destroyed), {} key versions, {} aliases, {} tags\n\
          {} access keys, {} certificates, {} settings and sealed secrets\n{audit}\nroot key: {}",
-        format_ms(c.created_ms),
+        crate::audit_cli::format_time(c.created_ms),
         c.keyward_version,
         s.keys.len(),
         s.versions.len(),
@@ -333,16 +333,6 @@ fn describe(c: &Contents) -> String {
             "not in the backup (made --without-root-key)"
         }
     )
-}
-
-fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 fn create(args: &CreateArgs) -> Result<(), CliError> {
