@@ -19,6 +19,6 @@ pub mod verify;
 pub mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner};
-pub use record::{Event, Outcome, Record, context_hmac};
+pub use record::{Event, Outcome, Prepared, Record, context_hmac};
 pub use verify::{Broken, Verified, verify};
-pub use writer::{AuditLog, AuditUnavailable, Chain, SharedSink, Sink};
+pub use writer::{AuditLog, AuditUnavailable, Chain, Line, SharedSink, Sink};

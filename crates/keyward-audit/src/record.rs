@@ -7,8 +7,11 @@
 //! reordering records breaks `prev` or `seq`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use aws_lc_rs::{digest, hmac};
+
+use crate::writer::Line;
 use serde::{Deserialize, Serialize};
 
 /// The `prev` of the first record.
@@ -99,6 +102,64 @@ fn with_hash(mut body: String, hash: &str) -> String {
     body
 }
 
+/// An event serialized, ready to be chained: the costly part of making a record, done
+/// before its place in the chain is known (outside the chain's lock).
+#[derive(Debug)]
+pub struct Prepared {
+    event: Event,
+    /// The event's JSON object.
+    json: String,
+}
+
+impl Prepared {
+    /// Serializes `event`.
+    pub fn new(event: Event) -> Self {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Self { event, json }
+    }
+
+    /// Chains the event after a record whose hash is `prev`, as number `seq`: its line
+    /// and hash. The line is `{"seq":..,"prev":"..",` then the event's members, as serde
+    /// writes the whole [`Record`].
+    pub fn chain(self, seq: u64, prev: &str) -> (Line, String) {
+        self.line(seq, prev)
+    }
+
+    /// [`Prepared::chain`], keeping the record too.
+    pub fn chain_record(self, seq: u64, prev: &str) -> (Record, Line) {
+        let (line, hash) = self.line(seq, prev);
+        let record = Record {
+            seq,
+            prev: prev.to_owned(),
+            event: self.event,
+            hash,
+        };
+        (record, line)
+    }
+
+    fn line(&self, seq: u64, prev: &str) -> (Line, String) {
+        let members = self.json.strip_prefix('{').unwrap_or_default();
+        // Room for seq, prev and hash, so that the line is built in one allocation.
+        let mut body = String::with_capacity(self.json.len() + prev.len() + 200);
+        let _ = write!(
+            body,
+            "{{\"seq\":{seq},\"prev\":{}",
+            serde_json::to_string(prev).unwrap_or_default()
+        );
+        if members != "}" {
+            body.push(',');
+        }
+        body.push_str(members);
+        let hash = hex(digest::digest(&digest::SHA256, body.as_bytes()).as_ref());
+        let line = Line {
+            seq,
+            time_ms: self.event.time_ms,
+            text: with_hash(body, &hash),
+        };
+        (line, hash)
+    }
+}
+
 impl Record {
     /// Chains `event` after a record whose hash is `prev`, as number `seq`.
     pub fn chain(seq: u64, prev: &str, event: Event) -> Self {
@@ -107,21 +168,8 @@ impl Record {
 
     /// [`Record::chain`], also giving the record's line (serialized once for both).
     pub fn chain_line(seq: u64, prev: &str, event: Event) -> (Self, String) {
-        let body = serde_json::to_string(&Unhashed {
-            seq,
-            prev,
-            event: &event,
-        })
-        .unwrap_or_default();
-        let hash = hex(digest::digest(&digest::SHA256, body.as_bytes()).as_ref());
-        let line = with_hash(body, &hash);
-        let record = Self {
-            seq,
-            prev: prev.to_owned(),
-            event,
-            hash,
-        };
-        (record, line)
+        let (record, line) = Prepared::new(event).chain_record(seq, prev);
+        (record, line.text)
     }
 
     /// The JSON the hash covers: this record without `hash`.
@@ -191,10 +239,17 @@ mod tests {
 
     #[test]
     fn the_line_is_what_serde_writes_for_the_record() {
-        let (r, line) = Record::chain_line(7, GENESIS, event(7));
-        assert_eq!(line, serde_json::to_string(&r).unwrap());
-        assert_eq!(r.line(), line);
-        assert_eq!(r, Record::chain(7, GENESIS, event(7)));
+        let mut odd = event(8);
+        odd.request_id = "a \"quoted\" \\ id\n".into();
+        odd.principal = None;
+        odd.context.clear();
+        for (seq, e) in [(7, event(7)), (u64::MAX, odd)] {
+            let (r, line) = Record::chain_line(seq, GENESIS, e.clone());
+            assert_eq!(line, serde_json::to_string(&r).unwrap());
+            assert_eq!(r.line(), line);
+            assert_eq!(r.computed_hash(), r.hash);
+            assert_eq!(r, Record::chain(seq, GENESIS, e));
+        }
     }
 
     #[test]

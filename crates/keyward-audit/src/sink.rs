@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
 use crate::record::{GENESIS, Record};
-use crate::writer::{Chain, Sink};
+use crate::writer::{Chain, Line, Sink};
 
 /// The records file's name.
 pub const RECORDS: &str = "audit.jsonl";
@@ -79,6 +79,8 @@ pub enum SyncPolicy {
 pub struct FileSink {
     dir: PathBuf,
     records: File,
+    /// The records file again, to sync it while appends go on.
+    records_sync: std::sync::Arc<File>,
     checkpoints: File,
     /// The files' lengths as this sink left them.
     len: (u64, u64),
@@ -149,6 +151,7 @@ impl FileSink {
         let len = (records.metadata()?.len(), checkpoints.metadata()?.len());
         Ok(Self {
             dir: dir.to_owned(),
+            records_sync: std::sync::Arc::new(records.try_clone()?),
             records,
             checkpoints,
             len,
@@ -206,18 +209,13 @@ pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Checkpoint>> {
 }
 
 impl Sink for FileSink {
-    fn append(
-        &mut self,
-        records: &[Record],
-        lines: &[String],
-        checkpoint: Option<&Checkpoint>,
-    ) -> io::Result<()> {
+    fn append(&mut self, records: &[Line], checkpoint: Option<&Checkpoint>) -> io::Result<()> {
         let before = self.len;
         self.before = Some(before);
         if !records.is_empty() {
             self.text.clear();
-            for line in lines {
-                self.text.extend_from_slice(line.as_bytes());
+            for line in records {
+                self.text.extend_from_slice(line.text.as_bytes());
                 self.text.push(b'\n');
             }
             self.records.write_all(&self.text)?;
@@ -260,6 +258,16 @@ impl Sink for FileSink {
         self.records.sync_data()?;
         self.unsynced = None;
         Ok(())
+    }
+
+    fn write_through(&self) -> bool {
+        matches!(self.policy, SyncPolicy::Within(_))
+    }
+
+    fn take_sync(&mut self) -> Option<Box<dyn FnOnce() -> io::Result<()> + Send>> {
+        self.unsynced.take()?;
+        let file = self.records_sync.clone();
+        Some(Box::new(move || file.sync_data()))
     }
 
     fn undo_last(&mut self) -> io::Result<()> {

@@ -11,6 +11,13 @@
 //! store) in larger batches, after their requests were answered: a crash in between
 //! leaves the follower behind, and the start-up check copies what it lacks.
 //!
+//! A primary that acknowledges a record once it is written, not synced
+//! ([`Sink::write_through`]: the file sink syncing within a bounded time) is appended to
+//! by each request itself, under the same lock that chains it: no hand-off to the writer
+//! and no wake-up, which under load is most of what a record costs. The writer thread
+//! then only syncs the primary (without holding the lock), copies records to the
+//! follower and makes checkpoints.
+//!
 //! Fail-closed: if the primary fails, the batch is undone, the chain goes back to the
 //! last durable record, and every request chained since gets [`AuditUnavailable`]: the
 //! caller must refuse the operation. The next batch tries again, so service resumes when
@@ -22,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, CheckpointSigner};
-use crate::record::{Event, Record};
+use crate::record::{Event, Prepared, Record};
 
 /// Most records in one append to a sink.
 pub const MAX_BATCH: usize = 4096;
@@ -45,17 +52,34 @@ pub struct Chain {
     pub hash: String,
 }
 
+/// A chained record as a sink keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The record's number.
+    pub seq: u64,
+    /// Its time, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The record as one line of JSON ([`Record::line`]), without a newline.
+    pub text: String,
+}
+
+impl Line {
+    /// `record`'s line.
+    pub fn of(record: &Record) -> Self {
+        Self {
+            seq: record.seq,
+            time_ms: record.event.time_ms,
+            text: record.line(),
+        }
+    }
+}
+
 /// A durable destination for records and checkpoints.
 pub trait Sink: Send {
-    /// Appends records (with their lines, `lines[i]` being `records[i].line()`) and, if
-    /// given, a checkpoint; durable when it returns `Ok`. On error, the writer calls
-    /// [`Sink::undo_last`] to remove whatever part of it was written.
-    fn append(
-        &mut self,
-        records: &[Record],
-        lines: &[String],
-        checkpoint: Option<&Checkpoint>,
-    ) -> std::io::Result<()>;
+    /// Appends records and, if given, a checkpoint; durable when it returns `Ok`. On
+    /// error, the writer calls [`Sink::undo_last`] to remove whatever part of it was
+    /// written.
+    fn append(&mut self, records: &[Line], checkpoint: Option<&Checkpoint>) -> std::io::Result<()>;
     /// Removes what the last `append` added.
     fn undo_last(&mut self) -> std::io::Result<()>;
     /// Whether the sink holds appended records that it has not yet forced to stable
@@ -67,6 +91,18 @@ pub trait Sink: Send {
     /// Forces what was appended to stable storage.
     fn sync(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+    /// Whether an append is acknowledged once it returns without a sync of its own
+    /// (the sink syncs within a bounded time, see [`Sink::take_sync`]): requests then
+    /// append their own records.
+    fn write_through(&self) -> bool {
+        false
+    }
+    /// For a write-through sink that owes a sync: takes that duty, as a step that needs
+    /// no access to the sink, so that appends go on while it runs. `None` if nothing is
+    /// owed (or the sink cannot sync apart from itself: then [`Sink::sync`] is used).
+    fn take_sync(&mut self) -> Option<Box<dyn FnOnce() -> std::io::Result<()> + Send>> {
+        None
     }
 }
 
@@ -90,6 +126,12 @@ pub struct AuditUnavailable;
 
 type Done = tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>;
 
+/// A record handed to the log: written already, or waiting for the writer.
+enum Submitted {
+    Done(Result<u64, AuditUnavailable>),
+    Waiting(tokio::sync::oneshot::Receiver<Result<u64, AuditUnavailable>>),
+}
+
 /// Checkpoint every this many records or this long, whichever comes first.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointEvery {
@@ -103,8 +145,7 @@ pub struct CheckpointEvery {
 /// writer.
 #[derive(Default)]
 struct Batch {
-    records: Vec<Record>,
-    lines: Vec<String>,
+    records: Vec<Line>,
     events: Vec<Event>,
     waiting: Vec<Done>,
 }
@@ -120,34 +161,132 @@ struct Queue {
     sleeping: bool,
 }
 
+/// The primary, locked after [`Head`] by whoever takes both.
+type Primary = Arc<Mutex<Box<dyn Sink>>>;
+
+/// Records a request wrote to a write-through primary itself, for the writer to copy to
+/// the follower.
+#[derive(Default)]
+struct Written {
+    records: Vec<Line>,
+}
+
 struct Head {
     /// The last record chained (durable or not yet).
     chain: Chain,
     queue: Queue,
+    /// What requests wrote to a write-through primary since the writer's last pass.
+    written: Written,
+    /// The record that, written through, is due a checkpoint by count: it wakes the
+    /// writer (once; then `u64::MAX` until the writer's next pass).
+    checkpoint_due: u64,
+}
+
+/// What the log's health is made of, readable by requests without a lock.
+#[derive(Default)]
+struct Status {
+    /// The primary's last append failed (the next one tries again).
+    primary_failed: AtomicBool,
+    /// A sync of a write-through primary failed: records already acknowledged may not
+    /// be on stable storage, so none are taken until a sync succeeds.
+    sync_failed: AtomicBool,
+    /// The follower failed: none are taken until it takes what it is owed.
+    follower_failed: AtomicBool,
+    /// An undo failed: the primary may hold records of refused requests, so nothing
+    /// more is written until a restart, whose start-up check compares the copies.
+    poisoned: AtomicBool,
+}
+
+impl Status {
+    /// Whether a record may be taken at all (a failed append alone does not stop the
+    /// next from trying).
+    fn refusing(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+            || self.sync_failed.load(Ordering::Acquire)
+            || self.follower_failed.load(Ordering::Acquire)
+    }
 }
 
 struct Shared {
     head: Mutex<Head>,
     wake: Condvar,
     healthy: AtomicBool,
+    status: Status,
+    /// A write-through primary: requests append to it themselves.
+    through: Option<Primary>,
     /// Requests chain their own records; false over a [`SharedSink`], which chains them
     /// when it stores them.
     chains_here: bool,
 }
 
+/// Locks `m`, taking over a poisoned lock: a panic while holding one leaves a consistent
+/// state (each field is updated whole).
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Head> {
-        // A panic while holding the lock leaves a consistent Head (each field is
-        // updated whole), so a poisoned lock is taken over.
-        self.head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.head)
+    }
+
+    /// Publishes whether records can be kept now.
+    fn update_health(&self) {
+        let now = !self.status.refusing() && !self.status.primary_failed.load(Ordering::Acquire);
+        let was = self.healthy.swap(now, Ordering::AcqRel);
+        if now && !was {
+            eprintln!("keyward: audit sinks writable again, serving");
+        }
+    }
+
+    /// Chains `event` and appends it to the write-through `primary` at once, under the
+    /// head lock (so that the file holds records in chain order); on failure undoes the
+    /// append and leaves the chain where it was.
+    fn write_through(
+        &self,
+        head: &mut Head,
+        primary: &Mutex<Box<dyn Sink>>,
+        event: Prepared,
+    ) -> Result<u64, AuditUnavailable> {
+        if self.status.refusing() {
+            return Err(AuditUnavailable);
+        }
+        let seq = head.chain.seq + 1;
+        let (line, hash) = event.chain(seq, &head.chain.hash);
+        let mut sink = lock(primary);
+        let failed = &self.status.primary_failed;
+        if let Err(e) = sink.append(std::slice::from_ref(&line), None) {
+            if !failed.swap(true, Ordering::AcqRel) {
+                eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
+            }
+            if let Err(e) = sink.undo_last() {
+                eprintln!(
+                    "keyward: audit: undoing a failed write failed ({e}); refusing audited operations until restarted"
+                );
+                self.status.poisoned.store(true, Ordering::Release);
+            }
+            drop(sink);
+            self.update_health();
+            return Err(AuditUnavailable);
+        }
+        drop(sink);
+        if failed.swap(false, Ordering::AcqRel) {
+            self.update_health();
+        }
+        head.chain.seq = seq;
+        head.chain.hash = hash;
+        head.written.records.push(line);
+        Ok(seq)
     }
 }
 
 /// What a writer takes on one pass.
 struct Work {
     batch: Batch,
+    /// Records requests wrote to a write-through primary.
+    written: Written,
+    /// A write-through primary's sync, owed.
+    sync: Option<Box<dyn FnOnce() -> std::io::Result<()> + Send>>,
     asks: Vec<mpsc::Sender<bool>>,
     closed: bool,
     /// The last record chained (by requests; unused over a shared sink).
@@ -156,11 +295,20 @@ struct Work {
 
 impl Shared {
     /// Waits, at most `idle`, for records, a checkpoint request or the end, and takes
-    /// whatever is there.
-    fn take_work(&self, idle: Duration) -> Work {
+    /// whatever is there. Over a write-through primary, records do not wake the writer
+    /// unless it sleeps with nothing to do: while some are written but not yet synced
+    /// or copied (`owes`: the writer holds some to copy), it wakes every [`SYNC_POLL`]
+    /// by itself.
+    fn take_work(&self, idle: Duration, owes: bool, checkpoint_due: u64) -> Work {
         let mut head = self.lock();
+        head.checkpoint_due = checkpoint_due;
         if head.queue.batch.waiting.is_empty() && head.queue.asks.is_empty() && !head.queue.closed {
-            head.queue.sleeping = true;
+            let pending = self.through.is_some()
+                && (owes
+                    || !head.written.records.is_empty()
+                    || self.through.as_ref().is_some_and(|p| lock(p).needs_sync()));
+            head.queue.sleeping = !pending;
+            let idle = if pending { idle.min(SYNC_POLL) } else { idle };
             head = self
                 .wake
                 .wait_timeout(head, idle)
@@ -168,8 +316,11 @@ impl Shared {
                 .0;
             head.queue.sleeping = false;
         }
+        let sync = self.through.as_ref().and_then(|p| lock(p).take_sync());
         Work {
             batch: std::mem::take(&mut head.queue.batch),
+            written: std::mem::take(&mut head.written),
+            sync,
             asks: std::mem::take(&mut head.queue.asks),
             closed: head.queue.closed,
             tip: head.chain.clone(),
@@ -217,13 +368,19 @@ impl AuditLog {
         signer: CheckpointSigner,
         every: CheckpointEvery,
     ) -> std::io::Result<Self> {
+        let through = primary.write_through();
+        let primary: Primary = Arc::new(Mutex::new(primary));
         let shared = Arc::new(Shared {
             head: Mutex::new(Head {
                 chain: chain.clone(),
                 queue: Queue::default(),
+                written: Written::default(),
+                checkpoint_due: u64::MAX,
             }),
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
+            status: Status::default(),
+            through: through.then(|| primary.clone()),
             chains_here: true,
         });
         let writer = Writer {
@@ -231,14 +388,12 @@ impl AuditLog {
             primary,
             follower,
             owed: Owed::default(),
-            primary_failed: false,
             follower_failed: None,
             checkpointed: chain.seq,
             durable: chain,
             signer,
             every,
             checkpoint_at: Instant::now(),
-            poisoned: false,
         };
         std::thread::Builder::new()
             .name("keyward-audit".into())
@@ -264,9 +419,13 @@ impl AuditLog {
                     hash: String::new(),
                 },
                 queue: Queue::default(),
+                written: Written::default(),
+                checkpoint_due: u64::MAX,
             }),
             wake: Condvar::new(),
             healthy: AtomicBool::new(true),
+            status: Status::default(),
+            through: None,
             chains_here: false,
         });
         let writer = SharedWriter {
@@ -290,22 +449,34 @@ impl AuditLog {
         &self.handle.0
     }
 
-    /// Chains `event` and hands it to the writer; the receiver resolves once it is
-    /// durable, with its sequence number.
-    fn submit(
-        &self,
-        event: Event,
-    ) -> tokio::sync::oneshot::Receiver<Result<u64, AuditUnavailable>> {
-        let (done, wait) = tokio::sync::oneshot::channel();
+    /// Chains `event` and writes it through, or hands it to the writer: then the
+    /// receiver resolves once it is durable. Either way, with its sequence number.
+    fn submit(&self, event: Event) -> Submitted {
         let shared = self.shared();
+        if let Some(primary) = &shared.through {
+            let event = Prepared::new(event);
+            let mut head = shared.lock();
+            let result = shared.write_through(&mut head, primary, event);
+            // The writer is woken if it sleeps with nothing to do, or for a checkpoint
+            // due by count.
+            let due = result.is_ok_and(|seq| seq >= head.checkpoint_due);
+            if due {
+                head.checkpoint_due = u64::MAX;
+            }
+            if (result.is_ok() && std::mem::take(&mut head.queue.sleeping)) || due {
+                drop(head);
+                shared.wake.notify_one();
+            }
+            return Submitted::Done(result);
+        }
+        let (done, wait) = tokio::sync::oneshot::channel();
         let mut head = shared.lock();
         if shared.chains_here {
             let seq = head.chain.seq + 1;
-            let (record, line) = Record::chain_line(seq, &head.chain.hash, event);
+            let (line, hash) = Prepared::new(event).chain(seq, &head.chain.hash);
             head.chain.seq = seq;
-            head.chain.hash.clone_from(&record.hash);
-            head.queue.batch.records.push(record);
-            head.queue.batch.lines.push(line);
+            head.chain.hash = hash;
+            head.queue.batch.records.push(line);
         } else {
             head.queue.batch.events.push(event);
         }
@@ -315,19 +486,23 @@ impl AuditLog {
             drop(head);
             shared.wake.notify_one();
         }
-        wait
+        Submitted::Waiting(wait)
     }
 
     /// Records `event`; resolves once it is durable, with its sequence number.
     pub async fn record(&self, event: Event) -> Result<u64, AuditUnavailable> {
-        self.submit(event).await.map_err(|_| AuditUnavailable)?
+        match self.submit(event) {
+            Submitted::Done(result) => result,
+            Submitted::Waiting(wait) => wait.await.map_err(|_| AuditUnavailable)?,
+        }
     }
 
     /// [`AuditLog::record`] for threads that may block.
     pub fn record_blocking(&self, event: Event) -> Result<u64, AuditUnavailable> {
-        self.submit(event)
-            .blocking_recv()
-            .map_err(|_| AuditUnavailable)?
+        match self.submit(event) {
+            Submitted::Done(result) => result,
+            Submitted::Waiting(wait) => wait.blocking_recv().map_err(|_| AuditUnavailable)?,
+        }
     }
 
     /// Signs a checkpoint of the log as it stands now (for a clean shutdown or an
@@ -356,19 +531,17 @@ impl AuditLog {
 /// Durable records (and a checkpoint) not yet copied to the follower.
 #[derive(Default)]
 struct Owed {
-    records: Vec<Record>,
-    lines: Vec<String>,
+    records: Vec<Line>,
     checkpoint: Option<Checkpoint>,
     since: Option<Instant>,
 }
 
 struct Writer {
     shared: Arc<Shared>,
-    primary: Box<dyn Sink>,
+    /// Requests lock it too when it is write-through (after the head lock).
+    primary: Primary,
     follower: Option<Box<dyn Sink>>,
     owed: Owed,
-    /// The primary's last append or sync failed.
-    primary_failed: bool,
     /// When a follower last failed (it is retried every [`RETRY_EVERY`]).
     follower_failed: Option<Instant>,
     /// The last record durable in the primary.
@@ -377,9 +550,6 @@ struct Writer {
     every: CheckpointEvery,
     checkpointed: u64,
     checkpoint_at: Instant,
-    /// An undo failed: the primary may hold records of refused requests, so nothing more
-    /// is written until a restart, whose start-up check compares the copies.
-    poisoned: bool,
 }
 
 impl Writer {
@@ -387,13 +557,12 @@ impl Writer {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    /// Publishes whether records can be kept now.
-    fn update_health(&self) {
-        let now = !self.poisoned && !self.primary_failed && self.follower_failed.is_none();
-        let was = self.shared.healthy.swap(now, Ordering::AcqRel);
-        if now && !was {
-            eprintln!("keyward: audit sinks writable again, serving");
-        }
+    fn status(&self) -> &Status {
+        &self.shared.status
+    }
+
+    fn primary(&self) -> MutexGuard<'_, Box<dyn Sink>> {
+        lock(&self.primary)
     }
 
     /// How long the writer may sleep with nothing to do.
@@ -402,7 +571,7 @@ impl Writer {
         if !self.healthy() {
             wait = wait.min(RETRY_EVERY);
         }
-        if self.primary.needs_sync() {
+        if self.primary().needs_sync() {
             wait = wait.min(SYNC_POLL);
         }
         if let Some(since) = self.owed.since
@@ -417,10 +586,23 @@ impl Writer {
         loop {
             let Work {
                 batch,
+                written,
+                sync,
                 asks,
                 closed,
                 tip,
-            } = self.shared.take_work(self.idle_wait());
+            } = self.shared.take_work(
+                self.idle_wait(),
+                !self.owed.records.is_empty(),
+                self.checkpointed + self.every.records,
+            );
+            if let Some(sync) = sync {
+                self.synced(sync());
+            }
+            if !written.records.is_empty() {
+                self.durable = tip.clone();
+                self.owe(written.records);
+            }
             if batch.records.is_empty() {
                 self.idle();
             } else {
@@ -440,30 +622,59 @@ impl Writer {
         }
     }
 
+    /// Takes note of how a sync of the primary ended: a failure stops the log until a
+    /// sync succeeds.
+    fn synced(&self, result: std::io::Result<()>) {
+        let failed = &self.status().sync_failed;
+        match result {
+            Ok(()) => {
+                if failed.swap(false, Ordering::AcqRel) {
+                    self.shared.update_health();
+                }
+            }
+            Err(e) => {
+                if !failed.swap(true, Ordering::AcqRel) {
+                    eprintln!(
+                        "keyward: audit sink failed to sync, refusing audited operations: {e}"
+                    );
+                }
+                self.shared.update_health();
+            }
+        }
+    }
+
+    /// Durable records, to copy to the follower.
+    fn owe(&mut self, records: Vec<Line>) {
+        self.owed.since.get_or_insert_with(Instant::now);
+        self.owed.records.extend(records);
+    }
+
     /// Whether the follower may be tried now (it is not failing, or its retry is due).
     fn follow_due(&self) -> bool {
         self.follower_failed
             .is_none_or(|failed| failed.elapsed() >= RETRY_EVERY)
     }
 
-    /// Nothing new came: sync what is owed, copy to the follower, retry, checkpoint.
+    /// No batch came: sync what is owed, copy to the follower, retry, checkpoint.
     fn idle(&mut self) {
-        if self.primary.needs_sync()
-            && let Err(e) = self.primary.sync()
-        {
-            eprintln!("keyward: audit sink failed to sync, refusing audited operations: {e}");
-            self.primary_failed = true;
-            self.update_health();
+        // A write-through primary's sync is taken with the work (so that it runs
+        // without the lock), except to retry one that failed.
+        let owes_sync = self.shared.through.is_none() && self.primary().needs_sync();
+        if owes_sync || self.status().sync_failed.load(Ordering::Acquire) {
+            let result = self.primary().sync();
+            self.synced(result);
         }
         if self.follow_due()
-            && self
-                .owed
-                .since
-                .is_some_and(|s| s.elapsed() >= FOLLOW_WITHIN)
+            && self.owed.since.is_some_and(|s| {
+                s.elapsed() >= FOLLOW_WITHIN || self.owed.records.len() >= FOLLOW_BATCH
+            })
         {
             self.follow();
         }
-        if self.checkpoint_at.elapsed() >= self.every.interval || !self.healthy() {
+        if self.due(self.durable.seq)
+            || self.checkpoint_at.elapsed() >= self.every.interval
+            || !self.healthy()
+        {
             self.idle_checkpoint();
         }
     }
@@ -475,37 +686,35 @@ impl Writer {
     }
 
     /// Appends to the primary; on failure undoes it and refuses the log.
-    fn write(
-        &mut self,
-        records: &[Record],
-        lines: &[String],
-        checkpoint: Option<&Checkpoint>,
-    ) -> bool {
-        if self.poisoned {
+    fn write(&mut self, records: &[Line], checkpoint: Option<&Checkpoint>) -> bool {
+        if self.status().poisoned.load(Ordering::Acquire) {
             return false;
         }
         // While the follower cannot take records, acknowledge none until it can.
         if self.follower_failed.is_some() && !(self.follow_due() && self.follow()) {
             return false;
         }
-        match self.primary.append(records, lines, checkpoint) {
+        let mut primary = self.primary();
+        let failed = &self.shared.status.primary_failed;
+        match primary.append(records, checkpoint) {
             Ok(()) => {
-                self.primary_failed = false;
-                self.update_health();
+                drop(primary);
+                failed.store(false, Ordering::Release);
+                self.shared.update_health();
                 true
             }
             Err(e) => {
-                if !self.primary_failed {
+                if !failed.swap(true, Ordering::AcqRel) {
                     eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
                 }
-                if let Err(e) = self.primary.undo_last() {
+                if let Err(e) = primary.undo_last() {
                     eprintln!(
                         "keyward: audit: undoing a failed batch failed ({e}); refusing audited operations until restarted"
                     );
-                    self.poisoned = true;
+                    self.shared.status.poisoned.store(true, Ordering::Release);
                 }
-                self.primary_failed = true;
-                self.update_health();
+                drop(primary);
+                self.shared.update_health();
                 false
             }
         }
@@ -513,10 +722,7 @@ impl Writer {
 
     fn commit(&mut self, batch: Batch, tip: Chain) {
         let Batch {
-            records,
-            lines,
-            waiting,
-            ..
+            records, waiting, ..
         } = batch;
         let checkpoint = if self.due(tip.seq) {
             self.signer.sign(tip.seq, &tip.hash, now_ms())
@@ -524,7 +730,7 @@ impl Writer {
             None
         };
         // One append, whatever its size: a batch is durable whole or refused whole.
-        if !self.write(&records, &lines, checkpoint.as_ref()) {
+        if !self.write(&records, checkpoint.as_ref()) {
             // Everything chained after the last durable record is refused, including
             // records chained onto this batch while it was being written.
             let mut head = self.shared.lock();
@@ -540,9 +746,7 @@ impl Writer {
         for (done, r) in waiting.into_iter().zip(&records) {
             let _ = done.send(Ok(r.seq));
         }
-        self.owed.since.get_or_insert_with(Instant::now);
-        self.owed.records.extend(records);
-        self.owed.lines.extend(lines);
+        self.owe(records);
         if let Some(c) = checkpoint {
             self.checkpointed = c.seq;
             self.checkpoint_at = Instant::now();
@@ -572,25 +776,33 @@ impl Writer {
             let n = owed.records.len().min(MAX_BATCH);
             let last = n == owed.records.len();
             let checkpoint = owed.checkpoint.as_ref().filter(|_| last);
-            if let Err(e) = follower.append(&owed.records[..n], &owed.lines[..n], checkpoint) {
+            if let Err(e) = follower.append(&owed.records[..n], checkpoint) {
                 if self.follower_failed.is_none() {
                     eprintln!(
                         "keyward: audit copy to the store failed, refusing audited operations: {e}"
                     );
                 }
                 self.follower_failed = Some(Instant::now());
-                self.update_health();
+                self.shared
+                    .status
+                    .follower_failed
+                    .store(true, Ordering::Release);
+                self.shared.update_health();
                 return false;
             }
             owed.records.drain(..n);
-            owed.lines.drain(..n);
             if last {
                 owed.checkpoint = None;
             }
         }
         owed.since = None;
-        self.follower_failed = None;
-        self.update_health();
+        if self.follower_failed.take().is_some() {
+            self.shared
+                .status
+                .follower_failed
+                .store(false, Ordering::Release);
+            self.shared.update_health();
+        }
         true
     }
 
@@ -600,7 +812,7 @@ impl Writer {
             && let Some(c) = self
                 .signer
                 .sign(self.durable.seq, &self.durable.hash, now_ms())
-            && self.write(&[], &[], Some(&c))
+            && self.write(&[], Some(&c))
         {
             self.checkpointed = self.durable.seq;
             self.checkpoint_at = Instant::now();
@@ -637,7 +849,7 @@ impl SharedWriter {
                 asks,
                 closed,
                 ..
-            } = self.shared.take_work(idle);
+            } = self.shared.take_work(idle, false, u64::MAX);
             if !batch.events.is_empty() {
                 let records = self.append(&batch.events, false);
                 for (i, done) in batch.waiting.into_iter().enumerate() {

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 pub use keyward_audit::writer::CheckpointEvery;
-use keyward_audit::{AuditLog, AuditUnavailable, Chain, CheckpointSigner, Event, Record, Sink};
+use keyward_audit::{
+    AuditLog, AuditUnavailable, Chain, CheckpointSigner, Event, Line, Record, Sink,
+};
 use keyward_kms::Kms;
 use keyward_store::{AuditRow, Store};
 use zeroize::Zeroizing;
@@ -108,6 +110,15 @@ fn row(r: &Record, line: String) -> AuditRow {
     }
 }
 
+/// A line as the store keeps it.
+fn line_row(l: &Line) -> AuditRow {
+    AuditRow {
+        seq: l.seq,
+        time_ms: l.time_ms,
+        line: l.text.clone(),
+    }
+}
+
 fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -115,15 +126,10 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 impl Sink for StoreSink {
     fn append(
         &mut self,
-        records: &[Record],
-        lines: &[String],
+        records: &[Line],
         checkpoint: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
-        let rows: Vec<AuditRow> = records
-            .iter()
-            .zip(lines)
-            .map(|(r, l)| row(r, l.clone()))
-            .collect();
+        let rows: Vec<AuditRow> = records.iter().map(line_row).collect();
         let checkpoint = checkpoint.map(checkpoint_row).transpose()?;
         self.store
             .append_audit(&rows, checkpoint.as_ref())
@@ -310,8 +316,8 @@ fn reconcile(
             records = missing.len(),
             "audit: copying records the file sink lacks from the store"
         );
-        let lines: Vec<String> = missing.iter().map(Record::line).collect();
-        file.append(&missing, &lines, None)
+        let lines: Vec<Line> = missing.iter().map(Line::of).collect();
+        file.append(&lines, None)
             .map_err(|e| ServerError::Internal(format!("audit file: {e}")))?;
     } else if in_file.seq > in_store.seq {
         let missing = file_records_after(file.dir(), in_store.seq)?;

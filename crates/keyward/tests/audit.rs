@@ -227,6 +227,13 @@ fn fill(dir: &Path) {
 
 #[test]
 fn a_full_audit_disk_refuses_operations_until_it_has_room() {
+    // Synced per batch by the writer, and written through by each request.
+    for sync in ["batch", "interval"] {
+        full_audit_disk(sync);
+    }
+}
+
+fn full_audit_disk(sync: &str) {
     let dir = tempfile::tempdir().unwrap();
     let audit_dir = dir.path().join("audit");
     let Some(_mount) = Tmpfs::mount(&audit_dir) else {
@@ -241,7 +248,7 @@ fn a_full_audit_disk_refuses_operations_until_it_has_room() {
     };
     let data = dir.path().join("data");
     let audit_s = audit_dir.to_str().unwrap();
-    let mut server = common::start_with(&data, &["--audit-dir", audit_s]);
+    let mut server = common::start_with(&data, &["--audit-dir", audit_s, "--audit-sync", sync]);
     let env = server.env.clone();
     let created = keyward(&["key", "create", "--alias", "alias/files"], &env);
     assert!(created.status.success());
