@@ -164,19 +164,12 @@ struct Queue {
 /// The primary, locked after [`Head`] by whoever takes both.
 type Primary = Arc<Mutex<Box<dyn Sink>>>;
 
-/// Records a request wrote to a write-through primary itself, for the writer to copy to
-/// the follower.
-#[derive(Default)]
-struct Written {
-    records: Vec<Line>,
-}
-
 struct Head {
     /// The last record chained (durable or not yet).
     chain: Chain,
     queue: Queue,
     /// What requests wrote to a write-through primary since the writer's last pass.
-    written: Written,
+    written: Vec<Line>,
     /// The record that, written through, is due a checkpoint by count: it wakes the
     /// writer (once; then `u64::MAX` until the writer's next pass).
     checkpoint_due: u64,
@@ -198,6 +191,35 @@ struct Status {
 }
 
 impl Status {
+    /// Appends to `sink`; on failure undoes it, noting the failure (and, if the undo
+    /// fails too, that the log is poisoned). True if it succeeded.
+    fn append(
+        &self,
+        sink: &mut dyn Sink,
+        records: &[Line],
+        checkpoint: Option<&Checkpoint>,
+    ) -> bool {
+        let failed = &self.primary_failed;
+        match sink.append(records, checkpoint) {
+            Ok(()) => {
+                failed.store(false, Ordering::Release);
+                true
+            }
+            Err(e) => {
+                if !failed.swap(true, Ordering::AcqRel) {
+                    eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
+                }
+                if let Err(e) = sink.undo_last() {
+                    eprintln!(
+                        "keyward: audit: undoing a failed write failed ({e}); refusing audited operations until restarted"
+                    );
+                    self.poisoned.store(true, Ordering::Release);
+                }
+                false
+            }
+        }
+    }
+
     /// Whether a record may be taken at all (a failed append alone does not stop the
     /// next from trying).
     fn refusing(&self) -> bool {
@@ -253,29 +275,19 @@ impl Shared {
         }
         let seq = head.chain.seq + 1;
         let (line, hash) = event.chain(seq, &head.chain.hash);
-        let mut sink = lock(primary);
-        let failed = &self.status.primary_failed;
-        if let Err(e) = sink.append(std::slice::from_ref(&line), None) {
-            if !failed.swap(true, Ordering::AcqRel) {
-                eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
-            }
-            if let Err(e) = sink.undo_last() {
-                eprintln!(
-                    "keyward: audit: undoing a failed write failed ({e}); refusing audited operations until restarted"
-                );
-                self.status.poisoned.store(true, Ordering::Release);
-            }
-            drop(sink);
+        let was_healthy = self.healthy.load(Ordering::Acquire);
+        let ok = self
+            .status
+            .append(&mut **lock(primary), std::slice::from_ref(&line), None);
+        if ok != was_healthy {
             self.update_health();
-            return Err(AuditUnavailable);
         }
-        drop(sink);
-        if failed.swap(false, Ordering::AcqRel) {
-            self.update_health();
+        if !ok {
+            return Err(AuditUnavailable);
         }
         head.chain.seq = seq;
         head.chain.hash = hash;
-        head.written.records.push(line);
+        head.written.push(line);
         Ok(seq)
     }
 }
@@ -284,7 +296,7 @@ impl Shared {
 struct Work {
     batch: Batch,
     /// Records requests wrote to a write-through primary.
-    written: Written,
+    written: Vec<Line>,
     /// A write-through primary's sync, owed.
     sync: Option<Box<dyn FnOnce() -> std::io::Result<()> + Send>>,
     asks: Vec<mpsc::Sender<bool>>,
@@ -305,7 +317,7 @@ impl Shared {
         if head.queue.batch.waiting.is_empty() && head.queue.asks.is_empty() && !head.queue.closed {
             let pending = self.through.is_some()
                 && (owes
-                    || !head.written.records.is_empty()
+                    || !head.written.is_empty()
                     || self.through.as_ref().is_some_and(|p| lock(p).needs_sync()));
             head.queue.sleeping = !pending;
             let idle = if pending { idle.min(SYNC_POLL) } else { idle };
@@ -374,7 +386,7 @@ impl AuditLog {
             head: Mutex::new(Head {
                 chain: chain.clone(),
                 queue: Queue::default(),
-                written: Written::default(),
+                written: Vec::new(),
                 checkpoint_due: u64::MAX,
             }),
             wake: Condvar::new(),
@@ -419,7 +431,7 @@ impl AuditLog {
                     hash: String::new(),
                 },
                 queue: Queue::default(),
-                written: Written::default(),
+                written: Vec::new(),
                 checkpoint_due: u64::MAX,
             }),
             wake: Condvar::new(),
@@ -599,9 +611,9 @@ impl Writer {
             if let Some(sync) = sync {
                 self.synced(sync());
             }
-            if !written.records.is_empty() {
+            if !written.is_empty() {
                 self.durable = tip.clone();
-                self.owe(written.records);
+                self.owe(written);
             }
             if batch.records.is_empty() {
                 self.idle();
@@ -694,30 +706,11 @@ impl Writer {
         if self.follower_failed.is_some() && !(self.follow_due() && self.follow()) {
             return false;
         }
-        let mut primary = self.primary();
-        let failed = &self.shared.status.primary_failed;
-        match primary.append(records, checkpoint) {
-            Ok(()) => {
-                drop(primary);
-                failed.store(false, Ordering::Release);
-                self.shared.update_health();
-                true
-            }
-            Err(e) => {
-                if !failed.swap(true, Ordering::AcqRel) {
-                    eprintln!("keyward: audit sink failed, refusing audited operations: {e}");
-                }
-                if let Err(e) = primary.undo_last() {
-                    eprintln!(
-                        "keyward: audit: undoing a failed batch failed ({e}); refusing audited operations until restarted"
-                    );
-                    self.shared.status.poisoned.store(true, Ordering::Release);
-                }
-                drop(primary);
-                self.shared.update_health();
-                false
-            }
-        }
+        let ok = self
+            .status()
+            .append(&mut **self.primary(), records, checkpoint);
+        self.shared.update_health();
+        ok
     }
 
     fn commit(&mut self, batch: Batch, tip: Chain) {
