@@ -13,10 +13,12 @@
 //!
 //! A primary that acknowledges a record once it is written, not synced
 //! ([`Sink::write_through`]: the file sink syncing within a bounded time) is appended to
-//! by each request itself, under the same lock that chains it: no hand-off to the writer
-//! and no wake-up, which under load is most of what a record costs. The writer thread
-//! then only syncs the primary (without holding the lock), copies records to the
-//! follower and makes checkpoints.
+//! by the requests themselves, with no hand-off to the writer thread. A request that
+//! finds no write under way lets the others its thread has ready reach the log (it
+//! yields once), then appends every record chained meanwhile in one write, without the
+//! chain lock; requests chained while it writes form the next group, which one of them
+//! writes when it is told. The writer thread then only syncs the primary (without
+//! holding its lock), copies records to the follower and makes checkpoints.
 //!
 //! Fail-closed: if the primary fails, the batch is undone, the chain goes back to the
 //! last durable record, and every request chained since gets [`AuditUnavailable`]: the
@@ -37,9 +39,9 @@ pub const MAX_BATCH: usize = 4096;
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Records durable in the primary are copied to the follower once this many wait, or
 /// after [`FOLLOW_WITHIN`], or with a checkpoint.
-const FOLLOW_BATCH: usize = 1024;
+const FOLLOW_BATCH: usize = MAX_BATCH;
 /// Longest a durable record waits to be copied to the follower.
-const FOLLOW_WITHIN: Duration = Duration::from_millis(20);
+const FOLLOW_WITHIN: Duration = Duration::from_millis(100);
 /// How often the writer looks for sinks that owe a sync.
 const SYNC_POLL: Duration = Duration::from_millis(5);
 
@@ -126,10 +128,25 @@ pub struct AuditUnavailable;
 
 type Done = tokio::sync::oneshot::Sender<Result<u64, AuditUnavailable>>;
 
-/// A record handed to the log: written already, or waiting for the writer.
+/// What a request waiting in a write-through group is told.
+enum Turn {
+    /// Its group was written (or refused).
+    Done(Result<(), AuditUnavailable>),
+    /// Its group is next: it writes the group itself.
+    Lead,
+}
+
+/// A record handed to the log.
 enum Submitted {
-    Done(Result<u64, AuditUnavailable>),
+    /// Refused at once.
+    Refused,
+    /// Waiting for the writer, which answers with its number.
     Waiting(tokio::sync::oneshot::Receiver<Result<u64, AuditUnavailable>>),
+    /// Chained as `seq` into a write-through group that no one writes yet: the submitter
+    /// writes it ([`Shared::lead`]).
+    Lead(u64),
+    /// Chained as `seq` into a write-through group that another request writes.
+    Joined(u64, tokio::sync::oneshot::Receiver<Turn>),
 }
 
 /// Checkpoint every this many records or this long, whichever comes first.
@@ -161,13 +178,29 @@ struct Queue {
     sleeping: bool,
 }
 
-/// The primary, locked after [`Head`] by whoever takes both.
+/// The primary, never locked while the head lock is held.
 type Primary = Arc<Mutex<Box<dyn Sink>>>;
+
+/// Records chained for a write-through primary while another group is being written:
+/// the next write takes them all.
+#[derive(Default)]
+struct Group {
+    lines: Vec<Line>,
+    /// Their requests, but for the one that writes the group.
+    waiting: Vec<tokio::sync::oneshot::Sender<Turn>>,
+}
 
 struct Head {
     /// The last record chained (durable or not yet).
     chain: Chain,
     queue: Queue,
+    /// Over a write-through primary: the group that the next write takes.
+    group: Group,
+    /// A request is writing a group, or is about to: records chained meanwhile join
+    /// `group`. (Not writing implies `group` is empty.)
+    writing: bool,
+    /// The last record written to the write-through primary.
+    written_tip: Chain,
     /// What requests wrote to a write-through primary since the writer's last pass.
     written: Vec<Line>,
     /// The record that, written through, is due a checkpoint by count: it wakes the
@@ -261,34 +294,81 @@ impl Shared {
         }
     }
 
-    /// Chains `event` and appends it to the write-through `primary` at once, under the
-    /// head lock (so that the file holds records in chain order); on failure undoes the
-    /// append and leaves the chain where it was.
-    fn write_through(
-        &self,
-        head: &mut Head,
-        primary: &Mutex<Box<dyn Sink>>,
-        event: Prepared,
-    ) -> Result<u64, AuditUnavailable> {
-        if self.status.refusing() {
-            return Err(AuditUnavailable);
+    /// Writes the group of records chained for the write-through primary, as the one
+    /// request that does (the first to find no write under way, or the one a previous
+    /// writer chose): one append for all of them, without the head lock, so that the
+    /// next group forms meanwhile. Then answers the group and hands the next group to
+    /// one of its requests. If the append failed, the chain goes back to the last record
+    /// written and the next group is refused too: it was chained onto this one. Whether
+    /// this group was written.
+    fn lead_through(&self) -> bool {
+        let Some(primary) = self.through.as_deref() else {
+            return false;
+        };
+        let first = self.write_group(primary);
+        let mut again = first.1;
+        // The next group's requests were all dropped: no one else will write it.
+        while again {
+            again = self.write_group(primary).1;
         }
-        let seq = head.chain.seq + 1;
-        let (line, hash) = event.chain(seq, &head.chain.hash);
+        first.0
+    }
+
+    /// One group's write: whether it was written, and whether the next one is left to
+    /// the caller to write.
+    fn write_group(&self, primary: &Mutex<Box<dyn Sink>>) -> (bool, bool) {
+        let (group, tip) = {
+            let mut head = self.lock();
+            (std::mem::take(&mut head.group), head.chain.clone())
+        };
         let was_healthy = self.healthy.load(Ordering::Acquire);
-        let ok = self
-            .status
-            .append(&mut **lock(primary), std::slice::from_ref(&line), None);
+        let ok = !self.status.refusing()
+            && self
+                .status
+                .append(&mut **lock(primary), &group.lines, None);
         if ok != was_healthy {
             self.update_health();
         }
-        if !ok {
-            return Err(AuditUnavailable);
+        let mut head = self.lock();
+        let mut refused = Vec::new();
+        let mut wake = false;
+        if ok {
+            let seq = tip.seq;
+            head.written_tip = tip;
+            head.written.extend(group.lines);
+            // The writer is woken if it sleeps with nothing to do, or for a checkpoint
+            // due by count.
+            wake = std::mem::take(&mut head.queue.sleeping);
+            if seq >= head.checkpoint_due {
+                head.checkpoint_due = u64::MAX;
+                wake = true;
+            }
+        } else {
+            head.chain = head.written_tip.clone();
+            refused = std::mem::take(&mut head.group).waiting;
         }
-        head.chain.seq = seq;
-        head.chain.hash = hash;
-        head.written.push(line);
-        Ok(seq)
+        // The next group's writer: any of its requests still waiting.
+        let mut handed = false;
+        while let Some(w) = head.group.waiting.pop() {
+            if w.send(Turn::Lead).is_ok() {
+                handed = true;
+                break;
+            }
+        }
+        let again = !handed && !head.group.lines.is_empty();
+        head.writing = handed || again;
+        drop(head);
+        if wake {
+            self.wake.notify_one();
+        }
+        let turn = if ok { Ok(()) } else { Err(AuditUnavailable) };
+        for w in group.waiting {
+            let _ = w.send(Turn::Done(turn));
+        }
+        for w in refused {
+            let _ = w.send(Turn::Done(Err(AuditUnavailable)));
+        }
+        (ok, again)
     }
 }
 
@@ -312,13 +392,14 @@ impl Shared {
     /// or copied (`owes`: the writer holds some to copy), it wakes every [`SYNC_POLL`]
     /// by itself.
     fn take_work(&self, idle: Duration, owes: bool, checkpoint_due: u64) -> Work {
+        // The primary is never locked under the head lock here: a request writing a
+        // group holds it, and requests chaining the next group need the head lock.
+        let owes_sync = self.through.as_ref().is_some_and(|p| lock(p).needs_sync());
         let mut head = self.lock();
         head.checkpoint_due = checkpoint_due;
         if head.queue.batch.waiting.is_empty() && head.queue.asks.is_empty() && !head.queue.closed {
-            let pending = self.through.is_some()
-                && (owes
-                    || !head.written.is_empty()
-                    || self.through.as_ref().is_some_and(|p| lock(p).needs_sync()));
+            let pending =
+                self.through.is_some() && (owes || owes_sync || !head.written.is_empty());
             head.queue.sleeping = !pending;
             let idle = if pending { idle.min(SYNC_POLL) } else { idle };
             head = self
@@ -328,15 +409,22 @@ impl Shared {
                 .0;
             head.queue.sleeping = false;
         }
-        let sync = self.through.as_ref().and_then(|p| lock(p).take_sync());
-        Work {
+        let work = Work {
             batch: std::mem::take(&mut head.queue.batch),
             written: std::mem::take(&mut head.written),
-            sync,
+            sync: None,
             asks: std::mem::take(&mut head.queue.asks),
             closed: head.queue.closed,
-            tip: head.chain.clone(),
-        }
+            tip: if self.through.is_some() {
+                head.written_tip.clone()
+            } else {
+                head.chain.clone()
+            },
+        };
+        drop(head);
+        // Taken after `written`: it syncs at least what those records were written in.
+        let sync = self.through.as_ref().and_then(|p| lock(p).take_sync());
+        Work { sync, ..work }
     }
 }
 
@@ -386,6 +474,9 @@ impl AuditLog {
             head: Mutex::new(Head {
                 chain: chain.clone(),
                 queue: Queue::default(),
+                group: Group::default(),
+                writing: false,
+                written_tip: chain.clone(),
                 written: Vec::new(),
                 checkpoint_due: u64::MAX,
             }),
@@ -431,6 +522,12 @@ impl AuditLog {
                     hash: String::new(),
                 },
                 queue: Queue::default(),
+                group: Group::default(),
+                writing: false,
+                written_tip: Chain {
+                    seq: 0,
+                    hash: String::new(),
+                },
                 written: Vec::new(),
                 checkpoint_due: u64::MAX,
             }),
@@ -461,25 +558,26 @@ impl AuditLog {
         &self.handle.0
     }
 
-    /// Chains `event` and writes it through, or hands it to the writer: then the
-    /// receiver resolves once it is durable. Either way, with its sequence number.
+    /// Chains `event` into the write-through group, or hands it to the writer.
     fn submit(&self, event: Event) -> Submitted {
         let shared = self.shared();
-        if let Some(primary) = &shared.through {
+        if shared.through.is_some() {
             let event = Prepared::new(event);
             let mut head = shared.lock();
-            let result = shared.write_through(&mut head, primary, event);
-            // The writer is woken if it sleeps with nothing to do, or for a checkpoint
-            // due by count.
-            let due = result.is_ok_and(|seq| seq >= head.checkpoint_due);
-            if due {
-                head.checkpoint_due = u64::MAX;
+            if shared.status.refusing() {
+                return Submitted::Refused;
             }
-            if (result.is_ok() && std::mem::take(&mut head.queue.sleeping)) || due {
-                drop(head);
-                shared.wake.notify_one();
+            let seq = head.chain.seq + 1;
+            let (line, hash) = event.chain(seq, &head.chain.hash);
+            head.chain.seq = seq;
+            head.chain.hash = hash;
+            head.group.lines.push(line);
+            if !std::mem::replace(&mut head.writing, true) {
+                return Submitted::Lead(seq);
             }
-            return Submitted::Done(result);
+            let (turn, wait) = tokio::sync::oneshot::channel();
+            head.group.waiting.push(turn);
+            return Submitted::Joined(seq, wait);
         }
         let (done, wait) = tokio::sync::oneshot::channel();
         let mut head = shared.lock();
@@ -504,16 +602,36 @@ impl AuditLog {
     /// Records `event`; resolves once it is durable, with its sequence number.
     pub async fn record(&self, event: Event) -> Result<u64, AuditUnavailable> {
         match self.submit(event) {
-            Submitted::Done(result) => result,
+            Submitted::Refused => Err(AuditUnavailable),
             Submitted::Waiting(wait) => wait.await.map_err(|_| AuditUnavailable)?,
+            Submitted::Lead(seq) => {
+                let lead = Leading(Some(self.shared()));
+                // Lets the requests this thread has ready reach their records first, so
+                // that one write takes them all.
+                tokio::task::yield_now().await;
+                lead.write().then_some(seq).ok_or(AuditUnavailable)
+            }
+            Submitted::Joined(seq, wait) => Joined(self.shared(), wait).finish(seq).await,
         }
     }
 
     /// [`AuditLog::record`] for threads that may block.
     pub fn record_blocking(&self, event: Event) -> Result<u64, AuditUnavailable> {
         match self.submit(event) {
-            Submitted::Done(result) => result,
+            Submitted::Refused => Err(AuditUnavailable),
             Submitted::Waiting(wait) => wait.blocking_recv().map_err(|_| AuditUnavailable)?,
+            Submitted::Lead(seq) => Leading(Some(self.shared()))
+                .write()
+                .then_some(seq)
+                .ok_or(AuditUnavailable),
+            Submitted::Joined(seq, wait) => {
+                let ok = match wait.blocking_recv() {
+                    Ok(Turn::Done(result)) => result.is_ok(),
+                    Ok(Turn::Lead) => Leading(Some(self.shared())).write(),
+                    Err(_) => false,
+                };
+                ok.then_some(seq).ok_or(AuditUnavailable)
+            }
         }
     }
 
@@ -540,6 +658,50 @@ impl AuditLog {
     }
 }
 
+/// The duty to write the current write-through group. It is done even if the request
+/// holding it is dropped (a client gone): records already chained must be written, or the
+/// log would stall.
+struct Leading<'a>(Option<&'a Shared>);
+
+impl Leading<'_> {
+    /// Writes the group; whether it was written.
+    fn write(mut self) -> bool {
+        self.0.take().is_some_and(Shared::lead_through)
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.lead_through();
+        }
+    }
+}
+
+/// A request waiting in a write-through group; if it is dropped after being chosen to
+/// write the next group, it still writes it.
+struct Joined<'a>(&'a Shared, tokio::sync::oneshot::Receiver<Turn>);
+
+impl Joined<'_> {
+    async fn finish(mut self, seq: u64) -> Result<u64, AuditUnavailable> {
+        let ok = match (&mut self.1).await {
+            Ok(Turn::Done(result)) => result.is_ok(),
+            Ok(Turn::Lead) => Leading(Some(self.0)).write(),
+            Err(_) => false,
+        };
+        ok.then_some(seq).ok_or(AuditUnavailable)
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        self.1.close();
+        if let Ok(Turn::Lead) = self.1.try_recv() {
+            self.0.lead_through();
+        }
+    }
+}
+
 /// Durable records (and a checkpoint) not yet copied to the follower.
 #[derive(Default)]
 struct Owed {
@@ -550,7 +712,7 @@ struct Owed {
 
 struct Writer {
     shared: Arc<Shared>,
-    /// Requests lock it too when it is write-through (after the head lock).
+    /// Requests lock it too when it is write-through.
     primary: Primary,
     follower: Option<Box<dyn Sink>>,
     owed: Owed,

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use keyward_audit::sink::{CHECKPOINTS, FileSink, RECORDS, SyncPolicy, read_checkpoints};
@@ -122,6 +124,21 @@ fn concurrent_records(policy: SyncPolicy) {
 struct Flaky {
     file: FileSink,
     fail: Arc<Mutex<bool>>,
+    /// Records in each append that had any.
+    appends: Arc<Mutex<Vec<usize>>>,
+    /// If set, the next append with records says it has begun and waits to be let go.
+    gate: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+}
+
+impl Flaky {
+    fn new(file: FileSink, fail: Arc<Mutex<bool>>) -> Self {
+        Self {
+            file,
+            fail,
+            appends: Arc::default(),
+            gate: None,
+        }
+    }
 }
 
 impl Sink for Flaky {
@@ -130,6 +147,13 @@ impl Sink for Flaky {
         records: &[Line],
         checkpoint: Option<&keyward_audit::Checkpoint>,
     ) -> std::io::Result<()> {
+        if !records.is_empty() {
+            self.appends.lock().unwrap().push(records.len());
+            if let Some((begun, go)) = self.gate.take() {
+                begun.send(()).unwrap();
+                go.recv().unwrap();
+            }
+        }
         self.file.append(records, checkpoint)?;
         if *self.fail.lock().unwrap() {
             Err(std::io::Error::other("no space left on device"))
@@ -172,10 +196,7 @@ fn failing_sink(policy: SyncPolicy) {
         records: 3,
         interval: Duration::from_secs(3600),
     };
-    let flaky = Flaky {
-        file,
-        fail: fail.clone(),
-    };
+    let flaky = Flaky::new(file, fail.clone());
     let log = AuditLog::start(Box::new(flaky), None, chain, signer, every).unwrap();
     for i in 1..=5 {
         assert_eq!(log.record_blocking(event(i)), Ok(i));
@@ -525,4 +546,163 @@ fn writers_sharing_one_log_keep_one_chain_and_recover_from_its_failure() {
     // Due every 100 records of the shared log: one per hundred (batches may overshoot),
     // not one per node.
     assert!((10..=14).contains(&cps.len()), "{cps:?}");
+}
+
+const THROUGH: SyncPolicy = SyncPolicy::Within(Duration::from_millis(10));
+
+/// A write-through log over [`Flaky`], with what it needs to steer it.
+struct Through {
+    dir: tempfile::TempDir,
+    log: AuditLog,
+    fail: Arc<Mutex<bool>>,
+    appends: Arc<Mutex<Vec<usize>>>,
+    pk: String,
+}
+
+/// How a test holds up a gated append: it says on `.0` that it has begun and goes on
+/// once told on `.1`.
+type Steer = (mpsc::Receiver<()>, mpsc::Sender<()>);
+
+/// With `gated`: the first append with records waits to be steered.
+fn through(gated: bool) -> (Through, Option<Steer>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileSink::open_with(dir.path(), THROUGH).unwrap();
+    let chain = file.chain().unwrap();
+    let (signer, _) = signer();
+    let pk = signer.public_key().to_owned();
+    let fail = Arc::new(Mutex::new(false));
+    let mut flaky = Flaky::new(file, fail.clone());
+    let appends = flaky.appends.clone();
+    let steer = gated.then(|| {
+        let (begun_tx, begun_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel();
+        flaky.gate = Some((begun_tx, go_rx));
+        (begun_rx, go_tx)
+    });
+    let every = CheckpointEvery {
+        records: 1000,
+        interval: Duration::from_secs(3600),
+    };
+    let log = AuditLog::start(Box::new(flaky), None, chain, signer, every).unwrap();
+    let t = Through {
+        dir,
+        log,
+        fail,
+        appends,
+        pk,
+    };
+    (t, steer)
+}
+
+impl Through {
+    /// The records in the file, verified: how many.
+    fn verified(&self) -> u64 {
+        assert!(self.log.checkpoint_blocking());
+        let cps = read_checkpoints(&self.dir.path().join(CHECKPOINTS)).unwrap();
+        verify(lines(self.dir.path()), &cps, &self.pk)
+            .unwrap()
+            .records
+    }
+}
+
+type Recording<'a> = Pin<Box<dyn Future<Output = Result<u64, AuditUnavailable>> + Send + 'a>>;
+
+fn recording(log: &AuditLog, i: u64) -> Recording<'_> {
+    Box::pin(log.record(event(i)))
+}
+
+fn poll(f: &mut Recording<'_>) -> Poll<Result<u64, AuditUnavailable>> {
+    f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn requests_that_reach_the_log_together_share_one_write() {
+    let (t, _) = through(false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let seqs: BTreeSet<u64> = rt.block_on(async {
+        let tasks: Vec<_> = (1..=50)
+            .map(|i| {
+                let log = t.log.clone();
+                tokio::spawn(async move { log.record(event(i)).await.unwrap() })
+            })
+            .collect();
+        let mut seqs = BTreeSet::new();
+        for task in tasks {
+            seqs.insert(task.await.unwrap());
+        }
+        seqs
+    });
+    assert_eq!(seqs, (1..=50).collect());
+    // The first yields before it writes, so the other 49 join its write.
+    assert_eq!(*t.appends.lock().unwrap(), [50]);
+    assert_eq!(t.verified(), 50);
+}
+
+#[test]
+fn a_request_dropped_before_its_write_still_gets_its_record_written() {
+    // The one due to write its group, dropped while it lets the others join.
+    let (t, _) = through(false);
+    let mut first = recording(&t.log, 1);
+    assert!(poll(&mut first).is_pending());
+    drop(first);
+    assert_eq!(t.log.record_blocking(event(2)), Ok(2));
+    assert_eq!(t.verified(), 2);
+
+    // Requests that joined a group while another was written, all dropped before it
+    // ended: the writer of the group before writes theirs as well.
+    let (t, steer) = through(true);
+    let (begun, go) = steer.unwrap();
+    std::thread::scope(|s| {
+        let writing = s.spawn(|| t.log.record_blocking(event(1)));
+        begun.recv().unwrap();
+        let (mut a, mut b) = (recording(&t.log, 2), recording(&t.log, 3));
+        assert!(poll(&mut a).is_pending() && poll(&mut b).is_pending());
+        drop((a, b));
+        go.send(()).unwrap();
+        assert_eq!(writing.join().unwrap(), Ok(1));
+    });
+    assert_eq!(t.log.record_blocking(event(4)), Ok(4));
+    assert_eq!(*t.appends.lock().unwrap(), [1, 2, 1]);
+    assert_eq!(t.verified(), 4);
+
+    // One chosen to write the next group, dropped before it noticed: it writes on drop.
+    let (t, steer) = through(true);
+    let (begun, go) = steer.unwrap();
+    let mut a = recording(&t.log, 2);
+    std::thread::scope(|s| {
+        let writing = s.spawn(|| t.log.record_blocking(event(1)));
+        begun.recv().unwrap();
+        assert!(poll(&mut a).is_pending());
+        go.send(()).unwrap();
+        assert_eq!(writing.join().unwrap(), Ok(1));
+    });
+    assert_eq!(*t.appends.lock().unwrap(), [1], "its group waits for it");
+    drop(a);
+    assert_eq!(t.log.record_blocking(event(3)), Ok(3));
+    assert_eq!(*t.appends.lock().unwrap(), [1, 1, 1]);
+    assert_eq!(t.verified(), 3);
+}
+
+#[test]
+fn a_failed_group_write_refuses_the_records_chained_after_it() {
+    let (t, steer) = through(true);
+    let (begun, go) = steer.unwrap();
+    let (mut a, mut b) = (recording(&t.log, 2), recording(&t.log, 3));
+    std::thread::scope(|s| {
+        let writing = s.spawn(|| t.log.record_blocking(event(1)));
+        begun.recv().unwrap();
+        assert!(poll(&mut a).is_pending() && poll(&mut b).is_pending());
+        *t.fail.lock().unwrap() = true;
+        go.send(()).unwrap();
+        assert_eq!(writing.join().unwrap(), Err(AuditUnavailable));
+    });
+    assert_eq!(poll(&mut a), Poll::Ready(Err(AuditUnavailable)));
+    assert_eq!(poll(&mut b), Poll::Ready(Err(AuditUnavailable)));
+    assert!(lines(t.dir.path()).is_empty(), "a refused record stayed");
+    *t.fail.lock().unwrap() = false;
+    // The chain went back: the next record is the first.
+    assert_eq!(t.log.record_blocking(event(4)), Ok(1));
+    assert_eq!(t.verified(), 1);
 }
