@@ -322,10 +322,8 @@ impl Shared {
             (std::mem::take(&mut head.group), head.chain.clone())
         };
         let was_healthy = self.healthy.load(Ordering::Acquire);
-        let ok = !self.status.refusing()
-            && self
-                .status
-                .append(&mut **lock(primary), &group.lines, None);
+        let ok =
+            !self.status.refusing() && self.status.append(&mut **lock(primary), &group.lines, None);
         if ok != was_healthy {
             self.update_health();
         }
@@ -398,8 +396,7 @@ impl Shared {
         let mut head = self.lock();
         head.checkpoint_due = checkpoint_due;
         if head.queue.batch.waiting.is_empty() && head.queue.asks.is_empty() && !head.queue.closed {
-            let pending =
-                self.through.is_some() && (owes || owes_sync || !head.written.is_empty());
+            let pending = self.through.is_some() && (owes || owes_sync || !head.written.is_empty());
             head.queue.sleeping = !pending;
             let idle = if pending { idle.min(SYNC_POLL) } else { idle };
             head = self
