@@ -15,6 +15,8 @@ mod kms;
 mod lifecycle;
 pub mod policy;
 mod root;
+pub mod seal;
+pub mod shamir;
 
 pub use blob::EncryptionContext;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -28,7 +30,7 @@ pub use lifecycle::{
     AliasListEntry, CreateKeyRequest, DeletionScheduled, KeyListEntry, KeyRotation, Page,
     RotationStatus,
 };
-pub use root::{AesRootKey, KdfParams, PASSPHRASE_META, Passphrase, RootKey};
+pub use root::{AesRootKey, KdfParams, PASSPHRASE_META, Passphrase, RootKey, read_key_file};
 
 /// Where this KMS says its keys live: the parts of every ARN it hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,23 +81,7 @@ impl AesRootKey {
                 true
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let mut f = fs::File::open(path)
-                    .map_err(|_| Error::Internal("cannot read the root key file"))?;
-                let meta = f
-                    .metadata()
-                    .map_err(|_| Error::Internal("cannot read the root key file"))?;
-                if meta.len() != 32 {
-                    return Err(Error::Internal(
-                        "the root key file must hold exactly 32 bytes",
-                    ));
-                }
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(Error::Internal(
-                        "the root key file is readable by other users: chmod 600 it",
-                    ));
-                }
-                f.read_exact(&mut key[..])
-                    .map_err(|_| Error::Internal("cannot read the root key file"))?;
+                key = read_key_file(path)?;
                 false
             }
             Err(_) => return Err(Error::Internal("cannot create the root key file")),
@@ -109,6 +93,34 @@ impl AesRootKey {
         );
         Ok((Self::new(&key, "file")?, created))
     }
+
+    /// The development provider's key from an existing file (never creating one).
+    pub fn load_file(path: &Path) -> Result<Self, Error> {
+        Self::new(&*read_key_file(path)?, "file")
+    }
+}
+
+/// The 32 bytes of a root key file, which must be readable by its owner only.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, Error> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    let mut f =
+        fs::File::open(path).map_err(|_| Error::Internal("cannot read the root key file"))?;
+    let meta = f
+        .metadata()
+        .map_err(|_| Error::Internal("cannot read the root key file"))?;
+    if meta.len() != 32 {
+        return Err(Error::Internal(
+            "the root key file must hold exactly 32 bytes",
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Internal(
+            "the root key file is readable by other users: chmod 600 it",
+        ));
+    }
+    f.read_exact(&mut key[..])
+        .map_err(|_| Error::Internal("cannot read the root key file"))?;
+    Ok(key)
 }
 
 fn aad(context: &[u8]) -> Vec<u8> {

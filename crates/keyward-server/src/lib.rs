@@ -11,8 +11,10 @@ pub mod metrics;
 pub mod pki;
 mod pki_api;
 pub mod protocol;
+pub mod seal;
 pub mod server;
 pub mod sigv4;
+mod sys_api;
 pub mod tls;
 
 /// Failures of the server itself (not of a request).

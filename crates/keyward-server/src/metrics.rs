@@ -119,39 +119,12 @@ pub struct Metrics {
 
 /// The operation label for `target` (`TrentService.<Op>`).
 pub fn operation_label(target: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "Encrypt",
-        "Decrypt",
-        "ReEncrypt",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateRandom",
-        "CreateKey",
-        "DescribeKey",
-        "ListKeys",
-        "CreateAlias",
-        "UpdateAlias",
-        "DeleteAlias",
-        "ListAliases",
-        "EnableKey",
-        "DisableKey",
-        "ScheduleKeyDeletion",
-        "CancelKeyDeletion",
-        "EnableKeyRotation",
-        "DisableKeyRotation",
-        "GetKeyRotationStatus",
-        "RotateKeyOnDemand",
-        "ListKeyRotations",
-        "TagResource",
-        "UntagResource",
-        "ListResourceTags",
-        "UpdateKeyDescription",
-        "GetKeyPolicy",
-        "PutKeyPolicy",
-        "ListKeyPolicies",
-    ];
     let op = target.strip_prefix("TrentService.").unwrap_or("");
-    KNOWN.iter().find(|k| **k == op).copied().unwrap_or("other")
+    crate::protocol::OPERATIONS
+        .iter()
+        .find(|k| **k == op)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl Metrics {

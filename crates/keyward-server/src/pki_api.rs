@@ -6,7 +6,6 @@
 //! | `GET /v1/pki/crl` | anyone | the current CRL (DER) |
 //! | `GET /v1/pki/whoami` | a client with a certificate | `{"principal": ...}` |
 //! | `POST /v1/pki/renew` | a client with a valid SVID | a new SVID for the same identity, for the CSR's key |
-//! | `GET /metrics` | anyone | Prometheus text: certificate expiry |
 //!
 //! Errors are `{"error": <code>, "message": <text>}` with a matching status, made in one
 //! place, [`PkiError::to_wire`].
@@ -22,6 +21,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::pki;
+use crate::seal::Running;
 use crate::server::{State, read_body, request_id};
 
 struct Reply {
@@ -90,18 +90,18 @@ impl PkiError {
 }
 
 pub(crate) async fn handle(
-    state: &Arc<State>,
+    run: &Arc<Running>,
     peer: Option<&CertInfo>,
     source: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let id = request_id();
     let renewal = req.uri().path() == "/v1/pki/renew" && req.method() == Method::POST;
-    let mut result = route(state, peer, req).await;
+    let mut result = route(run, peer, req).await;
     // A renewal reaches authentication (the client certificate): it is audited, and the
     // new certificate is released only once its record is durable. Refused before the
     // CSR is signed if the audit log is failing.
-    if renewal && let Some(audit) = &state.audit {
+    if renewal && let Some(audit) = &run.audit {
         let principal = peer.and_then(CertInfo::principal);
         let event = keyward_audit::Event {
             time_ms: crate::audit::now_ms(),
@@ -145,7 +145,7 @@ pub(crate) async fn handle(
 }
 
 async fn route(
-    state: &Arc<State>,
+    run: &Arc<Running>,
     peer: Option<&CertInfo>,
     req: Request<Incoming>,
 ) -> Result<Reply, PkiError> {
@@ -155,16 +155,11 @@ async fn route(
     match path {
         "/v1/pki/ca" if get => Ok(Reply {
             content_type: "application/x-pem-file",
-            body: state.tls.root_pem().into(),
+            body: run.tls.root_pem().into(),
         }),
         "/v1/pki/crl" if get => Ok(Reply {
             content_type: "application/pkix-crl",
-            body: state
-                .tls
-                .crl_der()
-                .ok_or(PkiError::Internal)?
-                .to_vec()
-                .into(),
+            body: run.tls.crl_der().ok_or(PkiError::Internal)?.to_vec().into(),
         }),
         "/v1/pki/whoami" if get => {
             let peer = peer.ok_or(PkiError::Unauthenticated("no client certificate"))?;
@@ -188,11 +183,11 @@ async fn route(
                 .map_err(|e| PkiError::Refused(e.to_string()))?;
             let csr = String::from_utf8(csr.to_vec())
                 .map_err(|_| PkiError::Refused("the CSR must be PEM".into()))?;
-            if state.audit.as_ref().is_some_and(|a| !a.healthy()) {
+            if run.audit.as_ref().is_some_and(|a| !a.healthy()) {
                 return Err(PkiError::AuditUnavailable);
             }
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || renew(&state, &peer, &csr))
+            let run = run.clone();
+            tokio::task::spawn_blocking(move || renew(&run, &peer, &csr))
                 .await
                 .map_err(|_| PkiError::Internal)?
         }
@@ -209,18 +204,7 @@ async fn route(
                 body: zeros.slice(..n),
             })
         }
-        "/metrics" if get => {
-            // Key counts come from the store: off the async threads.
-            let state = state.clone();
-            let body = tokio::task::spawn_blocking(move || metrics(&state))
-                .await
-                .map_err(|_| PkiError::Internal)?;
-            Ok(Reply {
-                content_type: "text/plain; version=0.0.4",
-                body: body.into(),
-            })
-        }
-        "/v1/pki/ca" | "/v1/pki/crl" | "/v1/pki/whoami" | "/v1/pki/renew" | "/metrics" => {
+        "/v1/pki/ca" | "/v1/pki/crl" | "/v1/pki/whoami" | "/v1/pki/renew" => {
             Err(PkiError::MethodNotAllowed)
         }
         _ => Err(PkiError::NotFound),
@@ -237,9 +221,9 @@ fn json_reply(body: &serde_json::Value) -> Reply {
 /// A new SVID for the identity the client proved with its certificate (verified, chain
 /// and CRL, by the TLS handshake), for the key in its CSR, with the same names and the
 /// same lifetime (at most the CA's maximum).
-fn renew(state: &State, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiError> {
-    let ca = state.tls.ca();
-    let kms = &state.kms;
+fn renew(run: &Running, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiError> {
+    let ca = run.tls.ca();
+    let kms = &run.kms;
     let Some(spiffe_id) = peer.spiffe_id.clone() else {
         return Err(PkiError::Refused(
             "only SPIFFE identities renew themselves".into(),
@@ -280,23 +264,33 @@ fn renew(state: &State, peer: &CertInfo, csr_pem: &str) -> Result<Reply, PkiErro
     })
 }
 
-fn metrics(state: &State) -> String {
+/// Prometheus text: the server's own figures, and, while unsealed, those of the running
+/// service. Blocking: key counts come from the store.
+pub(crate) fn metrics(state: &State, run: Option<&Running>) -> String {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let mut out = String::from(
+    let mut out = format!(
+        "# HELP keyward_sealed 1 while the server is sealed (holds no root key).\n\
+         # TYPE keyward_sealed gauge\nkeyward_sealed {}\n",
+        u8::from(run.is_none())
+    );
+    state.metrics.render(&mut out);
+    let Some(run) = run else {
+        return out;
+    };
+    out.push_str(
         "# HELP keyward_certificate_expiry_seconds Seconds until a certificate keyward serves or depends on expires.\n\
          # TYPE keyward_certificate_expiry_seconds gauge\n",
     );
-    for (name, not_after) in state.tls.expiries() {
+    for (name, not_after) in run.tls.expiries() {
         out.push_str(&format!(
             "keyward_certificate_expiry_seconds{{certificate=\"{name}\"}} {}\n",
             not_after - now
         ));
     }
-    state.metrics.render(&mut out);
-    if let Some(audit) = &state.audit {
+    if let Some(audit) = &run.audit {
         audit.metrics(&mut out);
     }
-    match state.kms.store().key_counts() {
+    match run.kms.store().key_counts() {
         Ok(counts) => {
             out.push_str("# HELP keyward_keys KMS keys by state.\n# TYPE keyward_keys gauge\n");
             for state in ["Enabled", "Disabled", "PendingDeletion", "Destroyed"] {

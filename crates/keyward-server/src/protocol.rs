@@ -19,6 +19,39 @@ pub const TARGET_PREFIX: &str = "TrentService.";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const ALGORITHM: &str = "SYMMETRIC_DEFAULT";
 
+/// Every operation keyward serves.
+pub const OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
+    "TagResource",
+    "UntagResource",
+    "ListResourceTags",
+    "UpdateKeyDescription",
+    "GetKeyPolicy",
+    "PutKeyPolicy",
+    "ListKeyPolicies",
+];
+
 /// Anything that stops a request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -45,6 +78,9 @@ pub enum ApiError {
     /// performed (or its result not released).
     #[error("The audit log is unavailable: the request was not performed; retry later")]
     AuditUnavailable,
+    /// The server is sealed: it holds no root key, so no key can be used or managed.
+    #[error("{}", crate::server::SEALED)]
+    Sealed,
 }
 
 /// An error as it goes on the wire.
@@ -91,6 +127,9 @@ impl ApiError {
             Self::UnknownOperation(_) => (400, "UnknownOperationException"),
             Self::Throttled => (400, "ThrottlingException"),
             Self::AuditUnavailable => (503, "DependencyTimeoutException"),
+            // Not a KMS error type (AWS KMS is never sealed): a 503 that the AWS SDKs
+            // retry, with a name that says what is wrong.
+            Self::Sealed => (503, "ServiceUnavailableException"),
         };
         // Internal failures are logged in full by the caller; the client learns only that
         // it may retry.

@@ -11,11 +11,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use keyward_kms::Kms;
 use tokio::net::TcpListener;
 
 use crate::protocol::{self, ApiError, CONTENT_TYPE};
-use crate::tls::TlsState;
+use crate::seal::{Node, Running};
 use crate::{ServerError, access, sigv4};
 use keyward_pki::CertInfo;
 
@@ -39,60 +38,31 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_STREAMS: u32 = 64;
 
 pub(crate) struct State {
-    pub(crate) kms: Arc<Kms>,
-    /// `None` only with the benchmark-only switch that turns auditing off.
-    pub(crate) audit: Option<Arc<crate::audit::Auditor>>,
-    pub(crate) tls: Arc<TlsState>,
-    access_keys: Arc<access::AccessKeyCache>,
-    /// Over a store that other nodes change: the check each request waits for.
-    coherence: Option<Arc<crate::coherence::Coherence>>,
+    pub(crate) node: Arc<Node>,
     limits: crate::limits::RateLimits,
+    /// Principals that may seal the server.
+    pub(crate) operators: Vec<String>,
     pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
-/// `plain`, for benchmarks only, also serves the API over plain HTTP.
+/// `operators` are the principals that may seal the server. `plain`, for benchmarks
+/// only, also serves the API over plain HTTP.
 pub async fn serve(
-    tls: Arc<TlsState>,
-    audit: Option<Arc<crate::audit::Auditor>>,
+    node: Arc<Node>,
     limits: crate::limits::RateLimits,
+    operators: Vec<String>,
     listener: TcpListener,
     plain: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let kms = tls.kms().clone();
-    let access_keys = Arc::new(access::AccessKeyCache::default());
-    let coherence = kms.store().shared().then(|| {
-        let cleared = access_keys.clone();
-        Arc::new(crate::coherence::Coherence::new(
-            kms.clone(),
-            Box::new(move || cleared.clear()),
-        ))
-    });
     let state = Arc::new(State {
-        kms,
-        audit,
-        tls: tls.clone(),
-        access_keys,
-        coherence,
+        node,
         limits,
+        operators,
         metrics: crate::metrics::Metrics::default(),
     });
     let plain = plain.map(|l| serve_plain(state.clone(), l));
-    // Upkeep of the certificate and the CRL, off the async threads.
-    let upkeep = tls.clone();
-    let upkeep = tokio::spawn(async move {
-        let mut every = tokio::time::interval(crate::tls::CHECK_EVERY);
-        loop {
-            every.tick().await;
-            let tls = upkeep.clone();
-            match tokio::task::spawn_blocking(move || tls.maintain()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "TLS upkeep failed"),
-                Err(e) => tracing::error!(error = %e, "TLS upkeep panicked"),
-            }
-        }
-    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -117,7 +87,7 @@ pub async fn serve(
         // Requests and answers are small: send each at once, not after the peer's
         // delayed ACK (Nagle's algorithm costs 40 ms per exchange otherwise).
         let _ = tcp.set_nodelay(true);
-        let Some(config) = state.tls.config() else {
+        let Some(config) = state.node.tls_config() else {
             break;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -145,7 +115,6 @@ pub async fn serve(
     if let Some(plain) = plain {
         plain.abort();
     }
-    upkeep.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("closing connections still open after 30 s"),
@@ -214,8 +183,15 @@ async fn handle(
     source: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.uri().path() != "/" {
-        return Ok(crate::pki_api::handle(&state, peer.as_deref(), source, req).await);
+    let path = req.uri().path();
+    if path.starts_with("/v1/sys/") || path == "/metrics" {
+        return Ok(crate::sys_api::handle(&state, peer.as_deref(), source, req).await);
+    }
+    let Some(run) = state.node.running() else {
+        return Ok(sealed(path));
+    };
+    if path != "/" {
+        return Ok(crate::pki_api::handle(&run, peer.as_deref(), source, req).await);
     }
     let id = request_id();
     let started = std::time::Instant::now();
@@ -227,8 +203,8 @@ async fn handle(
     );
     let tls_identity = peer.as_deref().and_then(CertInfo::principal);
     let mut seen = Seen::default();
-    let mut result = respond(&state, tls_identity.as_deref(), req, &mut seen).await;
-    if let (true, Some(audit)) = (seen.audited, &state.audit) {
+    let mut result = respond(&state, &run, tls_identity.as_deref(), req, &mut seen).await;
+    if let (true, Some(audit)) = (seen.audited, &run.audit) {
         let error_type = result
             .as_ref()
             .err()
@@ -259,6 +235,7 @@ async fn handle(
             result = Err(ApiError::AuditUnavailable);
         }
     }
+    drop(run);
     let outcome = match &result {
         Ok(_) => crate::metrics::Outcome::Ok,
         Err(ApiError::Throttled) => crate::metrics::Outcome::Throttled,
@@ -312,8 +289,37 @@ fn audited_operation(target: &str) -> String {
     if op.is_empty() { "unknown".into() } else { op }
 }
 
+/// The answer to anything but `/v1/sys/...` while sealed: KMS requests get the KMS
+/// protocol's error shape, the rest keyward's own.
+fn sealed(path: &str) -> Response<Full<Bytes>> {
+    let (content_type, body) = if path == "/" {
+        (CONTENT_TYPE, ApiError::Sealed.to_wire().body())
+    } else {
+        (
+            "application/json",
+            serde_json::json!({"error": "sealed", "message": SEALED})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header("content-type", content_type)
+        .header("retry-after", "5");
+    if path == "/" {
+        response = response.header("x-amzn-errortype", ApiError::Sealed.to_wire().aws_type);
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// What a sealed server says.
+pub(crate) const SEALED: &str = "keyward is sealed: no key can be used until it is unsealed (keyward operator unseal); retry later";
+
 async fn respond(
     state: &Arc<State>,
+    run: &Arc<Running>,
     peer: Option<&str>,
     req: Request<Incoming>,
     seen: &mut Seen,
@@ -328,90 +334,31 @@ async fn respond(
         .await
         .map_err(|_| ApiError::Validation("Request body not received in time".into()))??;
 
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
-    for (name, value) in &parts.headers {
-        if let Ok(v) = value.to_str() {
-            headers.push((name.as_str(), v));
-        }
-    }
-    // HTTP/2 carries the host in the :authority pseudo-header.
-    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    if !parts.headers.contains_key("host") {
-        if let Some(a) = &authority {
-            headers.push(("host", a));
-        }
-    }
-    let signed = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        body: &body,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    // Other nodes change the store too: see every change made before this request came.
-    if let Some(coherence) = &state.coherence {
-        coherence.fresh().await.map_err(|e| {
-            ApiError::Kms(keyward_kms::Error::Store(
-                keyward_store::StoreError::Backend(Box::new(e)),
-            ))
-        })?;
-    }
-    // The caller's secret: from memory, else from the store on the blocking pool (never
-    // on an async thread, where a slow store would stall every connection).
-    let kms = state.kms.clone();
-    let claimed = sigv4::access_key_id(&headers)
-        .filter(|id| access::plausible_id(id))
-        .map(str::to_owned);
-    let found = match &claimed {
-        None => None,
-        Some(id) => match state.access_keys.cached(id) {
-            Some(found) => found,
-            None => {
-                let (state, id) = (state.clone(), id.clone());
-                tokio::task::spawn_blocking(move || state.access_keys.refresh(&state.kms, &id))
-                    .await
-                    .map_err(|_| internal("access key lookup failed"))?
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "access key lookup failed");
-                        internal("access key lookup failed")
-                    })?
-            }
-        },
-    };
     let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    // Other nodes change the store too: see every change made before this request came.
+    if let Some(coherence) = &run.coherence {
+        coherence.fresh().await.map_err(|e| {
+            ApiError::Kms(keyward_kms::Error::Store(
+                keyward_store::StoreError::Backend(Box::new(e)),
+            ))
+        })?;
+    }
     seen.audited = true;
     seen.operation = audited_operation(&target);
-    let mut principal = None;
-    let signed_request = headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-    match peer {
-        // A verified client certificate stands in for a signature.
-        Some(peer) if !signed_request => principal = Some(peer.to_owned()),
-        _ => {
-            sigv4::verify(&signed, "kms", &kms.config().region, now, |akid| {
-                let (secret, p) = found.filter(|_| claimed.as_deref() == Some(akid))?;
-                principal = Some(p);
-                Some(secret)
-            })?;
-        }
-    }
-    let caller = principal.unwrap_or_default();
+    let caller = authenticate(run, peer, &parts, &body).await?;
+    let kms = run.kms.clone();
     seen.principal = Some(caller.clone());
     tracing::debug!(principal = %caller, %target, "request");
     if !state.limits.allow(&caller) {
         return Err(ApiError::Throttled);
     }
     // A change of state is not started while its record could not be kept.
-    if let Some(audit) = &state.audit
+    if let Some(audit) = &run.audit
         && !audit.healthy()
         && !protocol::is_cryptographic(&target)
         && !protocol::is_read_only(&target)
@@ -442,6 +389,74 @@ async fn respond(
     .map_err(|_| internal("request handler failed"))?;
     seen.facts = facts;
     Ok(out?.to_string().into_bytes())
+}
+
+/// The caller of a request: its SigV4 signature's access key's principal, or, for an
+/// unsigned request, the verified client certificate's identity.
+pub(crate) async fn authenticate(
+    run: &Arc<Running>,
+    peer: Option<&str>,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            headers.push((name.as_str(), v));
+        }
+    }
+    // HTTP/2 carries the host in the :authority pseudo-header.
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    if !parts.headers.contains_key("host") {
+        if let Some(a) = &authority {
+            headers.push(("host", a));
+        }
+    }
+    let signed_request = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if let (Some(peer), false) = (peer, signed_request) {
+        // A verified client certificate stands in for a signature.
+        return Ok(peer.to_owned());
+    }
+    let signed = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // The caller's secret: from memory, else from the store on the blocking pool (never
+    // on an async thread, where a slow store would stall every connection).
+    let claimed = sigv4::access_key_id(&headers)
+        .filter(|id| access::plausible_id(id))
+        .map(str::to_owned);
+    let found = match &claimed {
+        None => None,
+        Some(id) => match run.access_keys.cached(id) {
+            Some(found) => found,
+            None => {
+                let (run, id) = (run.clone(), id.clone());
+                tokio::task::spawn_blocking(move || run.access_keys.refresh(&run.kms, &id))
+                    .await
+                    .map_err(|_| internal("access key lookup failed"))?
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "access key lookup failed");
+                        internal("access key lookup failed")
+                    })?
+            }
+        },
+    };
+    let mut principal = None;
+    sigv4::verify(&signed, "kms", &run.kms.config().region, now, |akid| {
+        let (secret, p) = found.filter(|_| claimed.as_deref() == Some(akid))?;
+        principal = Some(p);
+        Some(secret)
+    })?;
+    Ok(principal.unwrap_or_default())
 }
 
 fn internal(what: &'static str) -> ApiError {

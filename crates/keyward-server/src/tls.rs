@@ -2,7 +2,10 @@
 //! and swapped without a restart; client-certificate verification with the CA's CRL,
 //! rebuilt when a certificate is revoked; expiry warnings and figures for `/metrics`.
 
+use std::io::Write as _;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -35,7 +38,13 @@ pub struct TlsSettings {
     /// A certificate chain and key to serve instead of one from the internal CA (from an
     /// organisation's CA, say). keyward does not renew it; it warns as it runs out.
     pub provided: Option<Provided>,
+    /// Where to keep the current certificate and its key ([`LISTENER_FILE`]), for the
+    /// listener of a server that starts sealed and has no CA key until unsealed.
+    pub keep: Option<PathBuf>,
 }
+
+/// The file in [`TlsSettings::keep`]: the chain, then the key (PEM, mode 0600).
+pub const LISTENER_FILE: &str = "listener.pem";
 
 /// An operator's own certificate chain (leaf first) and key.
 pub struct Provided {
@@ -161,6 +170,13 @@ impl TlsState {
     /// The configuration for the next handshake.
     pub fn config(&self) -> Option<Arc<rustls::ServerConfig>> {
         self.config.read().ok().map(|c| c.clone())
+    }
+
+    /// The listener's configuration while sealed: the current certificate, no client
+    /// certificates.
+    pub fn sealed_config(&self) -> Result<rustls::ServerConfig, ServerError> {
+        keyward_pki::tls::server_config(self.cert.clone(), ClientAuth::Off, &[], Vec::new())
+            .map_err(pki_error)
     }
 
     /// The CA.
@@ -321,8 +337,75 @@ fn issue_server_cert(
         &settings.names,
     )
     .map_err(pki_error)?;
+    if let Some(dir) = &settings.keep {
+        keep(dir, &chain, &key)?;
+    }
     let certified = certified_key(chain, &key_der).map_err(pki_error)?;
     Ok((certified, issued.info))
+}
+
+/// Writes the chain and key to `dir`/[`LISTENER_FILE`] so that readers see the old file
+/// or the whole new one.
+fn keep(
+    dir: &Path,
+    chain: &[CertificateDer<'static>],
+    key: &rcgen::KeyPair,
+) -> Result<(), ServerError> {
+    let fail = |e: std::io::Error| {
+        ServerError::Internal(format!(
+            "keeping the listener certificate in {}: {e}",
+            dir.display()
+        ))
+    };
+    let mut text = zeroize::Zeroizing::new(String::new());
+    for cert in chain {
+        text.push_str(&keyward_pki::ca::pem(cert));
+    }
+    text.push_str(&keyward_pki::ca::key_pem(key));
+    let tmp = dir.join(format!(".{LISTENER_FILE}.partial"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, dir.join(LISTENER_FILE)).map_err(fail)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail)
+}
+
+/// The sealed listener's configuration from the certificate a server kept in `dir`, and
+/// what that certificate says. Fails if there is none, or it does not match its key.
+pub fn kept_config(dir: &Path) -> Result<(rustls::ServerConfig, CertInfo), ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let path = dir.join(LISTENER_FILE);
+    let fail = |e: &dyn std::fmt::Display| {
+        ServerError::Internal(format!(
+            "the kept listener certificate {}: {e}",
+            path.display()
+        ))
+    };
+    let chain = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| fail(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(&e))?;
+    let key = zeroize::Zeroizing::new(PrivateKeyDer::from_pem_file(&path).map_err(|e| fail(&e))?);
+    let info = CertInfo::parse(chain.first().ok_or_else(|| fail(&"no certificate"))?)
+        .map_err(|e| fail(&e))?;
+    let certified = certified_key(chain, &key).map_err(|e| fail(&e))?;
+    let config = keyward_pki::tls::server_config(
+        Arc::new(SwappableCert::new(certified)),
+        ClientAuth::Off,
+        &[],
+        Vec::new(),
+    )
+    .map_err(pki_error)?;
+    Ok((config, info))
 }
 
 /// What a verified client certificate chain's leaf says.

@@ -42,6 +42,10 @@ pub(crate) enum Command {
     /// Audit TLS endpoints.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The root key's seal: init with unseal shares, unseal, seal, status, rekey, and
+    /// migration between seal providers.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Write a consistent backup of the instance (keys, versions, policies, aliases, tags,
     /// access keys, the CA, the audit keys and checkpoint, and root.key) to one file
     /// protected by a recovery passphrase or recovery key; `keyward backup verify FILE`
@@ -251,6 +255,86 @@ pub(crate) struct DataDirArgs {
     /// stays in the data directory.
     #[arg(long, value_name = "URL")]
     pub(crate) database_url: Option<crate::cli::SecretArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Seal a new instance's root key with unseal shares. Makes the root key, a key that
+    /// wraps it split into SHARES shares of which THRESHOLD unseal (each shown once), the
+    /// CA, the listener's certificate and the administrator's access key. `keyward serve`
+    /// then starts sealed.
+    Init {
+        #[command(flatten)]
+        split: SplitArgs,
+        /// More DNS names or IP addresses for the listener's certificate (as `keyward
+        /// serve --hostname`; localhost, 127.0.0.1 and ::1 are always there).
+        #[arg(long = "hostname", value_name = "NAME")]
+        hostnames: Vec<String>,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Give one unseal share to a running, sealed server: asked for without echo on a
+    /// terminal, else the first line of standard input (never a command-line argument).
+    Unseal {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Seal a running server at once: its root key and every unwrapped key leave its
+    /// memory. Signed with the operator's access key (AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    Seal {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Show a running server's seal status.
+    Status {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Make new unseal shares from THRESHOLD current ones (asked for on the terminal, or
+    /// read from standard input, one per line). The root key and the data stay as they
+    /// are; the old shares stop working.
+    Rekey {
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Move the root key to another seal provider without touching the data: from the
+    /// development file to unseal shares, or back. Run it with the server stopped.
+    MigrateSeal {
+        /// The provider to move to: `shamir` or `file`.
+        #[arg(long, value_name = "PROVIDER")]
+        to: String,
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+}
+
+/// How many unseal shares, and how many of them unseal.
+#[derive(Debug, Args)]
+pub(crate) struct SplitArgs {
+    /// Shares to make (1 to 255).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) shares: u8,
+    /// Shares needed to unseal (at least 2 unless there is one share).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) threshold: u8,
+}
+
+/// A running server.
+#[derive(Debug, Args)]
+pub(crate) struct EndpointArgs {
+    /// The server [env: AWS_ENDPOINT_URL_KMS, else AWS_ENDPOINT_URL]
+    /// [default: https://localhost:8443].
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// The CA certificate to trust for it (its data directory's ca.pem)
+    /// [env: AWS_CA_BUNDLE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -16,11 +16,70 @@ use zeroize::Zeroizing;
 
 use crate::files::CliError;
 
+/// An HTTPS endpoint: where, and the roots its certificate must chain to.
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+impl Endpoint {
+    /// `endpoint` (`https://host[:port]`), trusting the certificates in `bundle` (PEM);
+    /// errors name `setting` and `bundle_setting`.
+    pub(crate) fn new(
+        endpoint: &str,
+        setting: &str,
+        bundle: &str,
+        bundle_setting: &str,
+    ) -> Result<Self, CliError> {
+        let bad =
+            |setting: &str, why: &str| CliError::usage(format!("invalid setting {setting}: {why}"));
+        let authority = endpoint
+            .strip_prefix("https://")
+            .ok_or_else(|| bad(setting, "must start with https://"))?
+            .trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.to_owned(),
+                p.parse().map_err(|_| bad(setting, "bad port"))?,
+            ),
+            _ => (authority.to_owned(), 443),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(bundle)
+            .map_err(|e| bad(bundle_setting, &format!("{bundle}: {e}")))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad(bundle_setting, &format!("{bundle}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(bundle_setting, &format!("{bundle}: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| CliError::failed(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            host,
+            port,
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// `host[:port]` as the `Host` header says it.
+    pub(crate) fn authority(&self) -> String {
+        if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// An HTTPS KMS endpoint with credentials.
 pub(crate) struct HttpKms {
-    host: String,
-    port: u16,
-    tls: Arc<rustls::ClientConfig>,
+    endpoint: Endpoint,
     region: String,
     access_key_id: String,
     secret: Zeroizing<String>,
@@ -31,59 +90,49 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The endpoint the AWS SDKs would use, else `fallback`.
+pub(crate) fn env_endpoint() -> Option<String> {
+    env("AWS_ENDPOINT_URL_KMS").or_else(|| env("AWS_ENDPOINT_URL"))
+}
+
+/// The CA bundle the AWS SDKs would trust.
+pub(crate) fn env_bundle() -> String {
+    env("AWS_CA_BUNDLE")
+        .or_else(|| env("SSL_CERT_FILE"))
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned())
+}
+
 impl HttpKms {
     pub(crate) fn from_env() -> Result<Self, CliError> {
-        let bad =
-            |setting: &str, why: &str| CliError::usage(format!("invalid setting {setting}: {why}"));
         let region = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| bad("AWS_DEFAULT_REGION", "not set"))?;
-        let endpoint = env("AWS_ENDPOINT_URL_KMS")
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://kms.{region}.amazonaws.com"));
-        let authority = endpoint
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("AWS_ENDPOINT_URL_KMS", "must start with https://"))?
-            .trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.to_owned(),
-                p.parse()
-                    .map_err(|_| bad("AWS_ENDPOINT_URL_KMS", "bad port"))?,
-            ),
-            _ => (authority.to_owned(), 443),
-        };
+            .ok_or_else(|| CliError::usage("invalid setting AWS_DEFAULT_REGION: not set"))?;
+        let endpoint =
+            env_endpoint().unwrap_or_else(|| format!("https://kms.{region}.amazonaws.com"));
+        let endpoint = Endpoint::new(
+            &endpoint,
+            "AWS_ENDPOINT_URL_KMS",
+            &env_bundle(),
+            "AWS_CA_BUNDLE",
+        )?;
+        Self::with_endpoint(endpoint, region)
+    }
+
+    /// Credentials from the environment, for `endpoint`.
+    pub(crate) fn with_endpoint(endpoint: Endpoint, region: String) -> Result<Self, CliError> {
+        let bad =
+            |setting: &str, why: &str| CliError::usage(format!("invalid setting {setting}: {why}"));
         let access_key_id =
             env("AWS_ACCESS_KEY_ID").ok_or_else(|| bad("AWS_ACCESS_KEY_ID", "not set"))?;
         let secret = Zeroizing::new(
             env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| bad("AWS_SECRET_ACCESS_KEY", "not set"))?,
         );
-        let bundle = env("AWS_CA_BUNDLE")
-            .or_else(|| env("SSL_CERT_FILE"))
-            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned());
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(&bundle)
-            .map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| bad("AWS_CA_BUNDLE", &format!("{bundle}: {e}")))?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| CliError::failed(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CliError::failed(format!("runtime: {e}")))?;
         Ok(Self {
-            host,
-            port,
-            tls: Arc::new(tls),
+            endpoint,
             region,
             access_key_id,
             secret,
@@ -91,30 +140,19 @@ impl HttpKms {
         })
     }
 
-    /// One KMS call; `Err` carries the AWS error type and message.
-    pub(crate) fn call(
+    /// A SigV4-signed POST of `body` to `path` with `headers`: the status and body.
+    pub(crate) fn post_signed(
         &self,
-        operation: &str,
-        body: &Value,
-    ) -> Result<Result<Value, (String, String)>, Error> {
-        let io = |e: &dyn std::fmt::Display| {
-            Error::Keyring(format!("KMS at {}:{}: {e}", self.host, self.port).into())
-        };
-        let body = body.to_string();
-        let target = format!("TrentService.{operation}");
-        let authority = if self.port == 443 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("host", authority.as_str()),
-            ("x-amz-target", target.as_str()),
-        ];
+        path: &str,
+        extra: &[(&str, &str)],
+        body: String,
+    ) -> Result<(u16, Bytes), String> {
+        let authority = self.endpoint.authority();
+        let mut headers = vec![("host", authority.as_str())];
+        headers.extend_from_slice(extra);
         let signed = keyward_server::sigv4::Request {
             method: "POST",
-            path: "/",
+            path,
             query: "",
             headers: &headers,
             body: body.as_bytes(),
@@ -130,9 +168,8 @@ impl HttpKms {
             "kms",
             now,
         )
-        .map_err(|e| io(&e))?;
-
-        let mut request = hyper::Request::post("/");
+        .map_err(|e| e.to_string())?;
+        let mut request = hyper::Request::post(path);
         for (k, v) in headers {
             request = request.header(k, v);
         }
@@ -140,16 +177,35 @@ impl HttpKms {
             .header("x-amz-date", date)
             .header("authorization", authorization)
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| io(&e))?;
+            .map_err(|e| e.to_string())?;
+        self.runtime.block_on(crate::https::send(
+            &self.endpoint.host,
+            self.endpoint.port,
+            self.endpoint.tls.clone(),
+            request,
+            std::time::Duration::from_secs(60),
+        ))
+    }
+
+    /// One KMS call; `Err` carries the AWS error type and message.
+    pub(crate) fn call(
+        &self,
+        operation: &str,
+        body: &Value,
+    ) -> Result<Result<Value, (String, String)>, Error> {
+        let io = |e: &dyn std::fmt::Display| {
+            Error::Keyring(format!("KMS at {}: {e}", self.endpoint.authority()).into())
+        };
+        let target = format!("TrentService.{operation}");
         let (status, bytes) = self
-            .runtime
-            .block_on(crate::https::send(
-                &self.host,
-                self.port,
-                self.tls.clone(),
-                request,
-                std::time::Duration::from_secs(60),
-            ))
+            .post_signed(
+                "/",
+                &[
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amz-target", target.as_str()),
+                ],
+                body.to_string(),
+            )
             .map_err(|e| io(&e))?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| io(&e))?;
         if (200..300).contains(&status) {

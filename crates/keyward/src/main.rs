@@ -15,6 +15,7 @@ mod envelope;
 mod files;
 mod https;
 mod kms_client;
+mod operator;
 mod pki_cli;
 mod serve;
 mod tls_scan_cli;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         cli::Command::Cert(command) => pki_cli::cert(&command),
         cli::Command::Audit(command) => audit_cli::run(&command),
         cli::Command::Tls(cli::TlsCommand::Scan(args)) => tls_scan_cli::scan(&args),
+        cli::Command::Operator(command) => operator::run(&command),
         cli::Command::Backup(args) => backup::backup(&args),
         cli::Command::Restore(args) => backup::restore(&args),
         cli::Command::Keygen(args) => envelope::keygen(&args),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyward_kms::{AesRootKey, Kms, KmsConfig, SystemClock};
+use keyward_kms::seal::Seal;
+use keyward_kms::{AesRootKey, Kms, KmsConfig, RootKey, SystemClock};
+use keyward_server::seal::{FileUnsealer, Node, Opener, ShamirUnsealer};
 use keyward_store::{DatabaseUrl, PostgresStore, SqliteStore, Store};
 use serde::Deserialize;
 
@@ -37,6 +39,7 @@ struct FileConfig {
     audit_checkpoint_records: Option<u64>,
     audit_checkpoint_interval: Option<String>,
     audit_sync: Option<String>,
+    operators: Option<Vec<String>>,
 }
 
 /// Validated configuration.
@@ -53,6 +56,8 @@ struct Config {
     audit: Option<keyward_server::audit::AuditSettings>,
     /// The benchmark-only plain-HTTP listener (KEYWARD_BENCH_PLAIN_LISTEN).
     bench_plain: Option<SocketAddr>,
+    /// Principals that may seal the server.
+    operators: Vec<String>,
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -243,8 +248,12 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             sync,
         })
     };
+    let operators = file.operators.unwrap_or_else(|| vec!["admin".to_owned()]);
+    if operators.iter().any(|o| o.is_empty()) {
+        return Err(bad("operators", "a principal cannot be empty"));
+    }
     Ok(Config {
-        data_dir,
+        data_dir: data_dir.clone(),
         database,
         listen,
         kms: KmsConfig {
@@ -257,10 +266,12 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
             client_auth,
             cert_ttl,
             provided,
+            keep: Some(data_dir.clone()),
         },
         rate_limit,
         audit,
         bench_plain,
+        operators,
     })
 }
 
@@ -331,25 +342,44 @@ pub(crate) fn open_store(
     Ok(store)
 }
 
-/// Opens the KMS over `database` (else SQLite in `dir`) with the root key in `dir`,
-/// creating the development root key on first use.
+/// Opens the KMS over `database` (else SQLite in `dir`) for a command run beside the
+/// service: with the root key in `dir` (creating the development root key on first use),
+/// or, if the root key is sealed by shares, with shares asked for on the terminal.
 pub(crate) fn open_kms(
     dir: &Path,
     database: Option<&DatabaseUrl>,
     config: KmsConfig,
 ) -> Result<Kms, CliError> {
     let store = open_store(dir, database)?;
-    let (root, created) = AesRootKey::load_or_create_file(&dir.join("root.key"))
-        .map_err(|e| failed("root key")(&e))?;
-    if created {
-        eprintln!(
-            "keyward: created a development root key at {}",
-            dir.join("root.key").display()
-        );
-    }
-    Kms::open(store, Box::new(root), Arc::new(SystemClock), config)
-        .map_err(|e| failed("opening the KMS")(&e))
+    let root = root_key(dir, &store)?;
+    Kms::open(store, root, Arc::new(SystemClock), config).map_err(|e| failed("opening the KMS")(&e))
 }
+
+/// The root key for a command run beside the service (see [`open_kms`]).
+pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn RootKey>, CliError> {
+    match Seal::load(&**store).map_err(|e| failed("reading the seal")(&e))? {
+        Seal::File => {
+            let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
+                .map_err(|e| failed("root key")(&e))?;
+            if created {
+                eprintln!(
+                    "keyward: created a development root key at {}",
+                    dir.join(ROOT_KEY_FILE).display()
+                );
+            }
+            Ok(Box::new(root))
+        }
+        Seal::Shamir(seal) => {
+            let root = crate::operator::shares_from_terminal(&seal)?;
+            Ok(Box::new(
+                AesRootKey::new(&root, "shamir").map_err(|e| failed("root key")(&e))?,
+            ))
+        }
+    }
+}
+
+/// The development root key's file in the data directory.
+pub(crate) const ROOT_KEY_FILE: &str = "root.key";
 
 /// The data directory: the flag, else `KEYWARD_DATA_DIR`, else the default.
 pub(crate) fn data_dir(flag: Option<&Path>) -> Option<PathBuf> {
@@ -389,31 +419,63 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .mode(0o700)
         .create(&config.data_dir)
         .map_err(|e| failed("cannot create the data directory")(&e))?;
-    let dir = &config.data_dir;
-    let kms = Arc::new(open_kms(dir, config.database.as_ref(), config.kms.clone())?);
-    let tls = keyward_server::tls::TlsState::start(kms.clone(), config.tls.clone())
-        .map_err(|e| failed("TLS")(&e))?;
-    let tls = Arc::new(tls);
-    let audit = match &config.audit {
-        Some(settings) => Some(Arc::new(
-            keyward_server::audit::Auditor::start(&kms, settings)
-                .map_err(|e| failed("audit log")(&e))?,
-        )),
-        None => {
-            tracing::warn!(
-                "audit log off (KEYWARD_BENCH_NO_AUDIT): for benchmarks only, never in production"
-            );
-            None
-        }
-    };
+    let dir = config.data_dir.clone();
+    let store = open_store(&dir, config.database.as_ref())?;
+    let seal = Seal::load(&*store).map_err(|e| failed("reading the seal")(&e))?;
+    let opener = opener(&config, store.clone());
     let ca_path = dir.join("ca.pem");
-    write_file(&ca_path, tls.root_pem().as_bytes(), 0o644)?;
-    let admin = first_admin_key(&kms, dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| failed("starting the runtime")(&e))?;
+    // Opening the service starts its background tasks (so within the runtime), and may
+    // block on the store (so not on one of its threads).
+    let node = {
+        let _runtime = runtime.enter();
+        let node = match seal {
+            Seal::File => {
+                let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
+                    .map_err(|e| failed("root key")(&e))?;
+                if created {
+                    eprintln!(
+                        "keyward: created a development root key at {}",
+                        dir.join(ROOT_KEY_FILE).display()
+                    );
+                }
+                let (tls, audit) = opener(Box::new(root)).map_err(|e| failed("starting")(&e))?;
+                let running = keyward_server::seal::Running::start(tls, audit);
+                Node::unsealed(
+                    running,
+                    Box::new(FileUnsealer(dir.join(ROOT_KEY_FILE))),
+                    opener,
+                )
+            }
+            Seal::Shamir(_) => {
+                if dir.join(ROOT_KEY_FILE).exists() {
+                    return Err(CliError::failed(format!(
+                        "{} exists, but the root key is sealed by unseal shares: a migration \
+                         was cut short, or the file is left over; remove it (after checking \
+                         that `keyward operator migrate-seal` is not what you meant to finish)",
+                        dir.join(ROOT_KEY_FILE).display()
+                    )));
+                }
+                let tls = sealed_listener(&config)?;
+                Node::sealed(
+                    Arc::new(tls),
+                    Box::new(ShamirUnsealer::new(store.clone())),
+                    opener,
+                )
+            }
+        };
+        Arc::new(node)
+    };
+    let admin = match node.running() {
+        Some(run) => first_admin_key(run.kms(), &dir)?,
+        None => None,
+    };
+
+    let node_for_shutdown = node.clone();
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -422,24 +484,15 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         // Listen for SIGTERM before saying we are up: a stop sent right after the banner
         // must be a graceful one.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        print_banner(&config, addr, &ca_path, admin.as_deref(), dir);
+        print_banner(
+            &config,
+            addr,
+            &ca_path,
+            admin.as_deref(),
+            &dir,
+            &node.status(),
+        );
 
-        let ticker = kms.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                let kms = ticker.clone();
-                match tokio::task::spawn_blocking(move || kms.run_due_work()).await {
-                    Ok(Ok((0, 0))) => {}
-                    Ok(Ok((rotated, destroyed))) => {
-                        tracing::info!(rotated, destroyed, "scheduled work done")
-                    }
-                    Ok(Err(e)) => tracing::error!(error = %e, "scheduled work failed"),
-                    Err(e) => tracing::error!(error = %e, "scheduled work panicked"),
-                }
-            }
-        });
         // Benchmarks only: the same API over plain HTTP, to measure what TLS costs.
         let plain = match config.bench_plain {
             Some(addr) => Some(
@@ -454,9 +507,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
             config.rate_limit.map_or(1.0, |r| 2.0 * r),
         );
         keyward_server::server::serve(
-            tls,
-            audit.clone(),
+            node,
             limits,
+            config.operators.clone(),
             listener,
             plain,
             shutdown_signal(term),
@@ -464,13 +517,81 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| failed("server")(&e))
     })?;
-    if let Some(audit) = &audit
+    if let Some(run) = node_for_shutdown.running()
+        && let Some(audit) = run.audit()
         && !audit.checkpoint_blocking()
     {
         eprintln!("keyward: the final audit checkpoint could not be written");
     }
     eprintln!("keyward: stopped");
     Ok(())
+}
+
+/// What opens the service on a root key: the KMS over the store (refusing a root key
+/// that is not this store's), the CA and the listener's certificate, the audit log, and
+/// on first start `ca.pem`.
+fn opener(config: &Config, store: Arc<dyn Store>) -> Opener {
+    let kms_config = config.kms.clone();
+    let tls_settings = config.tls.clone();
+    let audit_settings = config.audit.clone();
+    let dir = config.data_dir.clone();
+    Box::new(move |root| {
+        let kms = Arc::new(Kms::open(
+            store.clone(),
+            root,
+            Arc::new(SystemClock),
+            kms_config.clone(),
+        )?);
+        let tls = Arc::new(keyward_server::tls::TlsState::start(
+            kms.clone(),
+            tls_settings.clone(),
+        )?);
+        let audit = match &audit_settings {
+            Some(settings) => Some(Arc::new(keyward_server::audit::Auditor::start(
+                &kms, settings,
+            )?)),
+            None => {
+                tracing::warn!(
+                    "audit log off (KEYWARD_BENCH_NO_AUDIT): for benchmarks only, never in production"
+                );
+                None
+            }
+        };
+        write_file(&dir.join("ca.pem"), tls.root_pem().as_bytes(), 0o644)
+            .map_err(|e| keyward_server::ServerError::Internal(e.to_string()))?;
+        Ok((tls, audit))
+    })
+}
+
+/// The listener of a server that starts sealed: the operator's certificate if one was
+/// given, else the one the server kept from its last run (or `keyward operator init`).
+fn sealed_listener(config: &Config) -> Result<rustls::ServerConfig, CliError> {
+    if let Some(p) = &config.tls.provided {
+        let certified = keyward_pki::tls::certified_key(p.chain.clone(), &p.key)
+            .map_err(|e| bad("tls_key", e))?;
+        return keyward_pki::tls::server_config(
+            Arc::new(keyward_pki::tls::SwappableCert::new(certified)),
+            keyward_pki::ClientAuth::Off,
+            &[],
+            Vec::new(),
+        )
+        .map_err(|e| failed("TLS")(&e));
+    }
+    let (tls, info) = keyward_server::tls::kept_config(&config.data_dir).map_err(|e| {
+        CliError::failed(format!(
+            "{e}: a server sealed by shares starts with the certificate it kept; give one with \
+             --tls-cert and --tls-key"
+        ))
+    })?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if info.not_after <= now {
+        return Err(CliError::failed(format!(
+            "the kept listener certificate in {} expired while the server was down; give one \
+             with --tls-cert and --tls-key to start sealed, and unseal",
+            config.data_dir.display()
+        )));
+    }
+    Ok(tls)
 }
 
 async fn shutdown_signal(term: Option<tokio::signal::unix::Signal>) {
@@ -484,7 +605,7 @@ async fn shutdown_signal(term: Option<tokio::signal::unix::Signal>) {
     eprintln!("keyward: shutting down");
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
     use std::io::Write as _;
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -500,7 +621,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
 
 /// On first start, makes the administrator's access key and stores its credentials in
 /// `admin.env` (mode 0600). Returns the secret only when it was made now.
-fn first_admin_key(kms: &Kms, dir: &Path) -> Result<Option<String>, CliError> {
+pub(crate) fn first_admin_key(kms: &Kms, dir: &Path) -> Result<Option<String>, CliError> {
     let env_path = dir.join("admin.env");
     if !kms
         .store()
@@ -531,7 +652,14 @@ impl NowSecs for SystemClock {
     }
 }
 
-fn print_banner(config: &Config, addr: SocketAddr, ca: &Path, created: Option<&str>, dir: &Path) {
+fn print_banner(
+    config: &Config,
+    addr: SocketAddr,
+    ca: &Path,
+    created: Option<&str>,
+    dir: &Path,
+    seal: &keyward_server::seal::SealStatus,
+) {
     let host = if addr.ip().is_unspecified() {
         "localhost".to_owned()
     } else {
@@ -548,6 +676,15 @@ fn print_banner(config: &Config, addr: SocketAddr, ca: &Path, created: Option<&s
     println!("keyward: data directory {}", dir.display());
     if let Some(url) = &config.database {
         println!("keyward: database {url}");
+    }
+    if seal.sealed {
+        println!(
+            "keyward: SEALED (root key provider {}, {} of {} shares needed): key operations are \
+             refused until `keyward operator unseal` is given them",
+            seal.provider,
+            seal.threshold.unwrap_or(0),
+            seal.shares.unwrap_or(0)
+        );
     }
     if created.is_some() {
         println!("keyward: created the administrator's access key; its secret is shown once here");

@@ -1,0 +1,457 @@
+//! The root key's seal end to end: `keyward operator init` with unseal shares, a server
+//! that starts sealed and refuses every KMS operation, unseal with exactly the threshold
+//! in any order, bad shares named without losing the good ones, `operator seal`, rekey,
+//! and migration from the development file to shares and back with old ciphertexts
+//! still decrypting.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn keyward(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The shares a command printed.
+fn shares(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share ")?.split_once(": "))
+        .map(|(_, s)| s.to_owned())
+        .collect()
+}
+
+fn init(data: &Path, n: u8, t: u8) -> Vec<String> {
+    let out = keyward(
+        &[
+            "operator",
+            "init",
+            "--shares",
+            &n.to_string(),
+            "--threshold",
+            &t.to_string(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let s = shares(&out);
+    assert_eq!(s.len(), usize::from(n));
+    s
+}
+
+struct Node {
+    server: common::Server,
+    data: std::path::PathBuf,
+    client: Arc<common::kms::Client>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn admin(data: &Path) -> (String, String) {
+    let env = std::fs::read_to_string(data.join("admin.env")).unwrap();
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
+}
+
+impl Node {
+    fn start(data: &Path) -> Self {
+        let server = common::start(data);
+        let (id, secret) = admin(data);
+        let mut client =
+            common::kms::Client::new(vec![server.port()], &data.join("ca.pem"), &id, &secret);
+        // Report a refusal at once instead of retrying it.
+        client.give_up_after = Duration::ZERO;
+        Self {
+            server,
+            data: data.to_owned(),
+            client: Arc::new(client),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn endpoint(&self) -> Vec<String> {
+        vec![
+            "--endpoint".into(),
+            format!("https://127.0.0.1:{}", self.server.port()),
+            "--ca".into(),
+            self.data.join("ca.pem").display().to_string(),
+        ]
+    }
+
+    fn operator(&self, verb: &str, stdin: &str, env: &[(&str, &str)]) -> Output {
+        let mut args = vec!["operator".to_owned(), verb.to_owned()];
+        args.extend(self.endpoint());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        keyward(&args, stdin, env)
+    }
+
+    fn unseal(&self, share: &str) -> Output {
+        self.operator("unseal", &format!("{share}\n"), &[])
+    }
+
+    fn call(&self, op: &str, body: Value) -> Result<Value, String> {
+        let mut session = self.client.session(0);
+        self.runtime
+            .block_on(session.call(op, &body))
+            .map_err(|e| e.to_string())
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.data.join("ca.pem"))
+            .arg(format!("https://127.0.0.1:{}{path}", self.server.port()))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = body.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), body.to_owned())
+    }
+
+    fn assert_sealed(&self) {
+        let (code, body) = self.get("/v1/sys/health");
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("\"sealed\":true"), "{body}");
+        for op in keyward_server::protocol::OPERATIONS {
+            let err = self
+                .call(
+                    op,
+                    json!({ "KeyId": "alias/x", "Plaintext": "AA==", "CiphertextBlob": "AA==" }),
+                )
+                .expect_err(op);
+            assert!(
+                err.contains("503 ServiceUnavailableException"),
+                "{op} while sealed: {err}"
+            );
+        }
+        let (code, body) = self.get("/v1/pki/ca");
+        assert_eq!(code, 503, "{body}");
+    }
+}
+
+fn encrypt(node: &Node) -> (String, String) {
+    let key = node.call("CreateKey", json!({})).unwrap();
+    let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let out = node
+        .call(
+            "Encrypt",
+            json!({ "KeyId": key_id, "Plaintext": "c2VjcmV0", "EncryptionContext": {"a": "b"} }),
+        )
+        .unwrap();
+    (key_id, out["CiphertextBlob"].as_str().unwrap().to_owned())
+}
+
+fn decrypts(node: &Node, blob: &str) {
+    let out = node
+        .call(
+            "Decrypt",
+            json!({ "CiphertextBlob": blob, "EncryptionContext": {"a": "b"} }),
+        )
+        .unwrap();
+    assert_eq!(out["Plaintext"], "c2VjcmV0");
+}
+
+#[test]
+fn a_sealed_server_refuses_everything_until_threshold_shares_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shares = init(&data, 5, 3);
+    assert!(!data.join("root.key").exists());
+    let node = Node::start(&data);
+    assert!(
+        node.server.banner.iter().any(|l| l.contains("SEALED")),
+        "{:?}",
+        node.server.banner
+    );
+    node.assert_sealed();
+
+    // Two shares of three: still sealed.
+    for (i, share) in [&shares[4], &shares[1]].into_iter().enumerate() {
+        let out = node.unseal(share);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{} of 3 shares given", i + 1)),
+            "{}",
+            text(&out)
+        );
+    }
+    node.assert_sealed();
+
+    // Bad shares are named, and do not lose the two given.
+    let mut typo = shares[0].clone();
+    let c = typo.pop().unwrap();
+    typo.push(if c == 'x' { 'y' } else { 'x' });
+    let other = init(&dir.path().join("other"), 3, 2);
+    for (bad, why) in [
+        (typo.as_str(), "corrupted"),
+        (other[0].as_str(), "another set of shares"),
+        (shares[1].as_str(), "share 2 was given already"),
+        ("not a share", "not a keyward unseal share"),
+    ] {
+        let out = node.unseal(bad);
+        assert!(!out.status.success(), "{bad} was taken");
+        assert!(text(&out).contains(why), "{bad}: {}", text(&out));
+    }
+    let out = node.operator("status", "", &[]);
+    assert!(text(&out).contains("2 of 3 shares given"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "status exits 2 while sealed");
+
+    // The third share unseals.
+    let out = node.unseal(&shares[3]);
+    assert!(text(&out).contains("unsealed"), "{}", text(&out));
+    assert_eq!(node.get("/v1/sys/health").0, 200);
+    let (_, blob) = encrypt(&node);
+    decrypts(&node, &blob);
+
+    // Only an operator may seal; sealing is at once.
+    let out = keyward(
+        &[
+            "access-key",
+            "create",
+            "--principal",
+            "alice",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &format!("{}\n{}\n{}\n", shares[0], shares[2], shares[4]),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let alice = String::from_utf8_lossy(&out.stdout).to_string();
+    let var = |k: &str| {
+        alice
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (alice_id, alice_secret) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"));
+    let out = node.operator(
+        "seal",
+        "",
+        &[
+            ("AWS_ACCESS_KEY_ID", &alice_id),
+            ("AWS_SECRET_ACCESS_KEY", &alice_secret),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not an operator"), "{}", text(&out));
+    decrypts(&node, &blob);
+
+    let (id, secret) = admin(&data);
+    let out = node.operator(
+        "seal",
+        "",
+        &[
+            ("AWS_ACCESS_KEY_ID", &id),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    node.assert_sealed();
+
+    // Another three, in another order, unseal again; the data is there.
+    for share in [&shares[2], &shares[0]] {
+        assert!(node.unseal(share).status.success());
+    }
+    node.assert_sealed();
+    assert!(node.unseal(&shares[1]).status.success());
+    decrypts(&node, &blob);
+
+    // The seal and the denied seal are in the audit log, with who asked.
+    drop(node);
+    let out = keyward(
+        &[
+            "audit",
+            "query",
+            "--operation",
+            "Seal",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    let log = text(&out);
+    assert!(log.contains("alice") && log.contains("admin"), "{log}");
+
+    // A restart starts sealed again.
+    let node = Node::start(&data);
+    node.assert_sealed();
+    for share in [&shares[0], &shares[1], &shares[2]] {
+        assert!(node.unseal(share).status.success());
+    }
+    decrypts(&node, &blob);
+}
+
+#[test]
+fn migration_to_shares_rekey_and_back_leave_the_data_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.to_str().unwrap();
+
+    // A development instance with a key and a ciphertext.
+    let node = Node::start(&data);
+    let (_, blob) = encrypt(&node);
+    drop(node);
+    assert!(data.join("root.key").exists());
+
+    // To shares: the file is gone, the server starts sealed, the old blob decrypts.
+    let out = keyward(
+        &[
+            "operator",
+            "migrate-seal",
+            "--to",
+            "shamir",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--data-dir",
+            dd,
+        ],
+        "",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let first = shares(&out);
+    assert_eq!(first.len(), 3);
+    assert!(!data.join("root.key").exists());
+    let node = Node::start(&data);
+    node.assert_sealed();
+    node.unseal(&first[0]);
+    node.unseal(&first[2]);
+    decrypts(&node, &blob);
+    drop(node);
+
+    // Rekey: two old shares make three new ones; the old ones no longer unseal.
+    let out = keyward(
+        &[
+            "operator",
+            "rekey",
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+            "--data-dir",
+            dd,
+        ],
+        &format!("{}\n{}\n", first[1], first[0]),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let second = shares(&out);
+    let node = Node::start(&data);
+    let out = node.unseal(&first[0]);
+    assert!(
+        text(&out).contains("another set of shares"),
+        "{}",
+        text(&out)
+    );
+    node.unseal(&second[1]);
+    node.unseal(&second[2]);
+    decrypts(&node, &blob);
+    drop(node);
+
+    // Too few shares on standard input: refused, nothing changed.
+    let out = keyward(
+        &["operator", "migrate-seal", "--to", "file", "--data-dir", dd],
+        &format!("{}\n", second[0]),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("ended after 1 of 2"), "{}", text(&out));
+    assert!(!data.join("root.key").exists());
+
+    // Back to the file: the server starts unsealed and the blob decrypts.
+    let out = keyward(
+        &["operator", "migrate-seal", "--to", "file", "--data-dir", dd],
+        &format!("{}\n{}\n", second[0], second[2]),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(data.join("root.key").exists());
+    let node = Node::start(&data);
+    assert_eq!(node.get("/v1/sys/health").0, 200);
+    decrypts(&node, &blob);
+}
+
+#[test]
+fn init_refuses_an_instance_that_has_a_root_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    init(&data, 2, 2);
+    let out = keyward(
+        &["operator", "init", "--data-dir", data.to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(73), "{}", text(&out));
+    assert!(
+        text(&out).contains("already has a root key"),
+        "{}",
+        text(&out)
+    );
+    for (n, t) in [("3", "1"), ("2", "3"), ("0", "0")] {
+        let out = keyward(
+            &[
+                "operator",
+                "init",
+                "--shares",
+                n,
+                "--threshold",
+                t,
+                "--data-dir",
+                dir.path().join("fresh").to_str().unwrap(),
+            ],
+            "",
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(64), "{n}/{t}: {}", text(&out));
+        assert!(
+            text(&out).contains("--shares/--threshold"),
+            "{}",
+            text(&out)
+        );
+    }
+}
