@@ -55,6 +55,11 @@ pub enum Error {
     /// `KMSInternalException` from storage, with the cause kept for the operator's log.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
+    /// The hardware security module (PKCS#11 token) failed or refused; says what, for the
+    /// operator. `KMSInternalException` on the wire, where only the seal's endpoints can
+    /// meet it.
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 impl Error {
@@ -73,7 +78,9 @@ impl Error {
             Self::Unsupported(_) => "UnsupportedOperationException",
             Self::MalformedPolicy(_) => "MalformedPolicyDocumentException",
             Self::AccessDenied(_) => "AccessDeniedException",
-            Self::Internal(_) | Self::WouldBlock | Self::Store(_) => "KMSInternalException",
+            Self::Internal(_) | Self::WouldBlock | Self::Store(_) | Self::Hsm(_) => {
+                "KMSInternalException"
+            }
         }
     }
 }

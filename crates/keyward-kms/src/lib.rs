@@ -10,6 +10,7 @@
 mod blob;
 mod clock;
 mod error;
+pub mod hsm;
 mod ids;
 mod kms;
 mod lifecycle;

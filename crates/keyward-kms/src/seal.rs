@@ -3,6 +3,8 @@
 //! - `file` (the development default): the root key itself in `root.key`, mode 0600.
 //! - `shamir`: the root key wrapped under a key-encryption key that exists only split
 //!   into shares ([`crate::shamir`]); `threshold` of them, given one at a time, unseal.
+//! - `pkcs11`: the root key wrapped by a key inside an HSM that never leaves it
+//!   ([`crate::hsm`]); the server unseals itself at start.
 //!
 //! The root key never changes when the seal does: a rekey or a migration wraps that one
 //! key again and leaves every key version and ciphertext as it was. The stored seal (the
@@ -14,6 +16,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::hsm::Pkcs11Seal;
 use crate::shamir::{self, SECRET_LEN, Share};
 use crate::{AesRootKey, Error, RootKey as _};
 
@@ -37,6 +40,8 @@ pub enum Seal {
     File,
     /// Unseal shares.
     Shamir(ShamirSeal),
+    /// A key in a PKCS#11 token.
+    Pkcs11(Pkcs11Seal),
 }
 
 impl Seal {
@@ -50,6 +55,13 @@ impl Seal {
         match stored {
             Stored::File => Ok(Self::File),
             Stored::Shamir(s) => Ok(Self::Shamir(ShamirSeal::from_stored(s)?)),
+            Stored::Pkcs11(s) => Ok(Self::Pkcs11(Pkcs11Seal {
+                token: s.token,
+                key_label: s.key_label,
+                wrapped_root: STANDARD
+                    .decode(&s.root)
+                    .map_err(|_| Error::Internal("the stored seal is unreadable"))?,
+            })),
         }
     }
 
@@ -58,6 +70,7 @@ impl Seal {
         match self {
             Self::File => "file",
             Self::Shamir(_) => "shamir",
+            Self::Pkcs11(_) => "pkcs11",
         }
     }
 
@@ -66,6 +79,11 @@ impl Seal {
         let stored = match self {
             Self::File => Stored::File,
             Self::Shamir(s) => Stored::Shamir(s.to_stored()),
+            Self::Pkcs11(s) => Stored::Pkcs11(StoredPkcs11 {
+                token: s.token.clone(),
+                key_label: s.key_label.clone(),
+                root: STANDARD.encode(&s.wrapped_root),
+            }),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|_| Error::Internal("seal encoding"))?;
         store.set_meta(SEAL_META, &bytes)?;
@@ -78,6 +96,15 @@ impl Seal {
 enum Stored {
     File,
     Shamir(StoredShamir),
+    Pkcs11(StoredPkcs11),
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPkcs11 {
+    token: String,
+    key_label: String,
+    /// IV, ciphertext and tag (base64).
+    root: String,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,6 +1,7 @@
-//! The KMS with a file root key and a manual clock: the cases in kms/cases.rs run once
-//! over SQLite and once over PostgreSQL; what is particular to root-key providers runs
-//! here once.
+//! The KMS with a manual clock: the cases in kms/cases.rs run over SQLite and over
+//! PostgreSQL with the development root key file, and over SQLite once per other
+//! root-key provider (unseal shares; a key in SoftHSM2); what is particular to a
+//! provider runs here once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,6 +27,84 @@ mod postgres {
         crate::common::Db::postgres()
     }
     include!("kms/cases.rs");
+}
+
+/// The cases, with the root key sealed by unseal shares (two of three given at every
+/// open of the KMS).
+mod shamir {
+    fn db() -> Option<crate::common::Db> {
+        crate::common::Db::sqlite_with(crate::common::Provider::Shamir(Default::default()))
+    }
+    include!("kms/cases.rs");
+}
+
+/// The cases, with the root key sealed by a key in SoftHSM2. They run only in the
+/// process that [`the_cases_run_with_the_root_key_in_softhsm2`] starts with the token
+/// set up (SoftHSM2 reads its configuration from the environment, which a test cannot
+/// set for itself without `unsafe`); elsewhere `db()` is `None` and they return at once.
+mod pkcs11 {
+    fn db() -> Option<crate::common::Db> {
+        crate::common::Db::pkcs11()
+    }
+    include!("kms/cases.rs");
+
+    /// The wrapping key is sensitive and was never extractable: the token refuses its
+    /// value; and the token's key is what opens the store.
+    #[test]
+    fn the_wrapping_key_never_leaves_the_token() {
+        use keyward_kms::seal::Seal;
+        let Some(db) = db() else { return };
+        let kms = db
+            .open_kms(std::sync::Arc::new(keyward_kms::ManualClock::new(0)))
+            .unwrap();
+        let Seal::Pkcs11(seal) = Seal::load(&**kms.store()).unwrap() else {
+            panic!("not sealed by the HSM")
+        };
+        let spec = std::env::var("KEYWARD_TEST_PKCS11").unwrap();
+        let mut parts = spec.splitn(3, ':');
+        let (module, pin) = (parts.next().unwrap(), parts.next().unwrap());
+        let access = keyward_kms::hsm::HsmAccess::new(
+            std::path::Path::new(module),
+            std::path::Path::new(pin),
+        )
+        .unwrap();
+        assert!(seal.key_stays_in_token(&access).unwrap());
+        assert_eq!(seal.unseal(&access).unwrap().to_vec(), db.root_secret());
+    }
+}
+
+/// Runs the `pkcs11::` cases in a child process of this test binary, with a throwaway
+/// SoftHSM2 token. Skipped (and says so) without SoftHSM2, except in CI.
+#[test]
+fn the_cases_run_with_the_root_key_in_softhsm2() {
+    if std::env::var_os("KEYWARD_TEST_PKCS11").is_some() {
+        return; // the child itself
+    }
+    let Some(hsm) = keyward_testpg::SoftHsm::start("the KMS cases under SoftHSM2") else {
+        return;
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["pkcs11::", "--test-threads", "4"])
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .env(
+            "KEYWARD_TEST_PKCS11",
+            format!(
+                "{}:{}:{}",
+                hsm.module().display(),
+                hsm.pin_file().display(),
+                hsm.token()
+            ),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the cases failed under SoftHSM2");
+    let cases = include_str!("kms/cases.rs").matches("#[test]").count() + 1;
+    assert!(
+        text.contains(&format!("test result: ok. {cases} passed")),
+        "expected all {cases} cases to run under SoftHSM2"
+    );
 }
 
 fn new_key(kms: &Kms) -> String {

@@ -240,6 +240,55 @@ impl Unsealer for ShamirUnsealer {
     }
 }
 
+/// A key in an HSM: the token unwraps the root key, with no share from anyone.
+pub struct Pkcs11Unsealer {
+    store: Arc<dyn keyward_store::Store>,
+    access: keyward_kms::hsm::HsmAccess,
+}
+
+impl std::fmt::Debug for Pkcs11Unsealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11Unsealer").finish_non_exhaustive()
+    }
+}
+
+impl Pkcs11Unsealer {
+    /// Unseals the seal `store` records with the token `access` reaches.
+    pub fn new(store: Arc<dyn keyward_store::Store>, access: keyward_kms::hsm::HsmAccess) -> Self {
+        Self { store, access }
+    }
+}
+
+impl Unsealer for Pkcs11Unsealer {
+    fn provider(&self) -> &'static str {
+        "pkcs11"
+    }
+    fn progress(&self) -> Option<(u8, u8, u8)> {
+        None
+    }
+    fn give(&self, share: Option<&str>) -> Result<Option<Box<dyn RootKey>>, UnsealError> {
+        if share.is_some() {
+            return Err(UnsealError::Refused(
+                "the root key is sealed by an HSM (provider `pkcs11`): no shares to give".into(),
+            ));
+        }
+        let Seal::Pkcs11(seal) =
+            Seal::load(&*self.store).map_err(|e| UnsealError::Failed(e.to_string()))?
+        else {
+            return Err(UnsealError::Refused(
+                "the store's root key is not sealed by an HSM".into(),
+            ));
+        };
+        let root = seal
+            .unseal(&self.access)
+            .map_err(|e| UnsealError::Failed(e.to_string()))?;
+        let root =
+            AesRootKey::new(&root, "pkcs11").map_err(|e| UnsealError::Failed(e.to_string()))?;
+        Ok(Some(Box::new(root)))
+    }
+    fn reset(&self) {}
+}
+
 /// Builds the running service on a root key: opens the KMS (checking that the key is
 /// this store's), the CA and the audit log.
 pub type Opener = Box<

@@ -1,4 +1,5 @@
-//! Test support: a throwaway PostgreSQL cluster, made with `initdb` in a temporary
+//! Test support: a throwaway SoftHSM2 token ([`SoftHsm`]), and a throwaway PostgreSQL
+//! cluster, made with `initdb` in a temporary
 //! directory, listening on a free loopback port (and a unix socket in that directory),
 //! stopped and removed on drop.
 //!
@@ -15,6 +16,9 @@
 //! the `postgres` system user and its commands run as that user (`runuser`).
 
 #![warn(missing_docs)]
+
+mod softhsm;
+pub use softhsm::SoftHsm;
 
 use std::fmt;
 use std::net::TcpListener;

@@ -22,7 +22,7 @@ pub(crate) enum Command {
     ///
     /// The first start creates the data directory, a development root key, an internal CA
     /// and an administrator access key, and prints what a client needs.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the access keys (SigV4 credentials) of the service in a data directory.
     #[command(subcommand, name = "access-key")]
     AccessKey(AccessKeyCommand),
@@ -136,6 +136,14 @@ pub(crate) struct ServeArgs {
     /// 10 ms of records) [env: KEYWARD_AUDIT_SYNC] [default: batch].
     #[arg(long, value_name = "MODE")]
     pub(crate) audit_sync: Option<String>,
+    /// With the root key sealed by an HSM: its PKCS#11 module
+    /// [env: KEYWARD_PKCS11_MODULE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs11_module: Option<PathBuf>,
+    /// ... and a file whose first line is the token's user PIN
+    /// [env: KEYWARD_PKCS11_PIN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs11_pin_file: Option<PathBuf>,
 }
 
 /// A flag's value that may hold a secret (a database URL with its password): kept as
@@ -264,8 +272,14 @@ pub(crate) enum OperatorCommand {
     /// CA, the listener's certificate and the administrator's access key. `keyward serve`
     /// then starts sealed.
     Init {
+        /// `shamir` (unseal shares) or `pkcs11` (a key in an HSM; the server unseals
+        /// itself at start).
+        #[arg(long, default_value = "shamir", value_name = "PROVIDER")]
+        provider: String,
         #[command(flatten)]
         split: SplitArgs,
+        #[command(flatten)]
+        hsm: Pkcs11Args,
         /// More DNS names or IP addresses for the listener's certificate (as `keyward
         /// serve --hostname`; localhost, 127.0.0.1 and ::1 are always there).
         #[arg(long = "hostname", value_name = "NAME")]
@@ -303,14 +317,34 @@ pub(crate) enum OperatorCommand {
     /// Move the root key to another seal provider without touching the data: from the
     /// development file to unseal shares, or back. Run it with the server stopped.
     MigrateSeal {
-        /// The provider to move to: `shamir` or `file`.
+        /// The provider to move to: `shamir`, `pkcs11` or `file`.
         #[arg(long, value_name = "PROVIDER")]
         to: String,
         #[command(flatten)]
         split: SplitArgs,
         #[command(flatten)]
+        hsm: Pkcs11Args,
+        #[command(flatten)]
         dir: DataDirArgs,
     },
+}
+
+/// The HSM of the `pkcs11` provider. A data directory sealed by one is opened with
+/// these (or KEYWARD_PKCS11_MODULE and KEYWARD_PKCS11_PIN_FILE).
+#[derive(Debug, Args)]
+pub(crate) struct Pkcs11Args {
+    /// The PKCS#11 module [env: KEYWARD_PKCS11_MODULE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs11_module: Option<PathBuf>,
+    /// A file whose first line is the token's user PIN [env: KEYWARD_PKCS11_PIN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pkcs11_pin_file: Option<PathBuf>,
+    /// The token's label.
+    #[arg(long, value_name = "LABEL", default_value = "keyward")]
+    pub(crate) pkcs11_token: String,
+    /// The label of the wrapping key keyward makes in the token.
+    #[arg(long, value_name = "LABEL", default_value = "keyward-root")]
+    pub(crate) pkcs11_key_label: String,
 }
 
 /// How many unseal shares, and how many of them unseal.

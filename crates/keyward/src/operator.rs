@@ -5,16 +5,17 @@
 use std::fs;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use keyward_kms::hsm::{HsmAccess, Pkcs11Seal};
 use keyward_kms::seal::{Progress, Seal, ShamirSeal, ShareText};
 use keyward_kms::{AesRootKey, Kms, KmsConfig, ROOT_CHECK, SystemClock, read_key_file};
 use keyward_store::Store;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::cli::{DataDirArgs, EndpointArgs, OperatorCommand, SplitArgs};
+use crate::cli::{DataDirArgs, EndpointArgs, OperatorCommand, Pkcs11Args, SplitArgs};
 use crate::files::CliError;
 use crate::kms_client::{Endpoint, HttpKms, env_bundle, env_endpoint};
 use crate::serve::{ROOT_KEY_FILE, data_dir, database_url, failed, open_store};
@@ -22,15 +23,22 @@ use crate::serve::{ROOT_KEY_FILE, data_dir, database_url, failed, open_store};
 pub(crate) fn run(command: &OperatorCommand) -> Result<(), CliError> {
     match command {
         OperatorCommand::Init {
+            provider,
             split,
+            hsm,
             hostnames,
             dir,
-        } => init(split, hostnames, dir),
+        } => init(provider, split, hsm, hostnames, dir),
         OperatorCommand::Unseal { endpoint } => unseal(endpoint),
         OperatorCommand::Seal { endpoint } => seal(endpoint),
         OperatorCommand::Status { endpoint } => status(endpoint),
         OperatorCommand::Rekey { split, dir } => rekey(split, dir),
-        OperatorCommand::MigrateSeal { to, split, dir } => migrate(to, split, dir),
+        OperatorCommand::MigrateSeal {
+            to,
+            split,
+            hsm,
+            dir,
+        } => migrate(to, split, hsm, dir),
     }
 }
 
@@ -75,9 +83,70 @@ fn kms_on(
     .map_err(|e| failed("opening the KMS")(&e))
 }
 
-fn init(split: &SplitArgs, hostnames: &[String], dir: &DataDirArgs) -> Result<(), CliError> {
+fn check_split(split: &SplitArgs) -> Result<(), CliError> {
     keyward_kms::shamir::check_split(split.shares, split.threshold)
-        .map_err(|e| CliError::usage(format!("invalid setting --shares/--threshold: {e}")))?;
+        .map_err(|e| CliError::usage(format!("invalid setting --shares/--threshold: {e}")))
+}
+
+/// The HSM named by the flags, else by KEYWARD_PKCS11_MODULE and KEYWARD_PKCS11_PIN_FILE.
+fn hsm_access(hsm: &Pkcs11Args) -> Result<HsmAccess, CliError> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    crate::serve::hsm_access(
+        &hsm.pkcs11_module
+            .clone()
+            .or_else(|| env("KEYWARD_PKCS11_MODULE")),
+        &hsm.pkcs11_pin_file
+            .clone()
+            .or_else(|| env("KEYWARD_PKCS11_PIN_FILE")),
+    )
+}
+
+/// A new seal of `root` by `provider`, and the shares to show (for `shamir`).
+fn new_seal(
+    provider: &str,
+    root: &[u8; 32],
+    split: &SplitArgs,
+    hsm: &Pkcs11Args,
+) -> Result<(Seal, Vec<ShareText>), CliError> {
+    match provider {
+        "shamir" => {
+            check_split(split)?;
+            let (seal, shares) = ShamirSeal::create(root, split.shares, split.threshold)
+                .map_err(|e| failed("splitting")(&e))?;
+            Ok((Seal::Shamir(seal), shares))
+        }
+        "pkcs11" => {
+            let access = hsm_access(hsm)?;
+            let seal = Pkcs11Seal::create(&access, &hsm.pkcs11_token, &hsm.pkcs11_key_label, root)
+                .map_err(|e| failed("sealing with the HSM")(&e))?;
+            Ok((Seal::Pkcs11(seal), Vec::new()))
+        }
+        other => Err(CliError::usage(format!(
+            "invalid setting provider: {other:?}: use shamir or pkcs11"
+        ))),
+    }
+}
+
+fn init(
+    provider: &str,
+    split: &SplitArgs,
+    hsm: &Pkcs11Args,
+    hostnames: &[String],
+    dir: &DataDirArgs,
+) -> Result<(), CliError> {
+    match provider {
+        "shamir" => check_split(split)?,
+        "pkcs11" => drop(hsm_access(hsm)?),
+        other => {
+            return Err(CliError::usage(format!(
+                "invalid setting provider: {other:?}: use shamir or pkcs11"
+            )));
+        }
+    }
     let (path, store) = open(dir, true)?;
     let has_root = !matches!(load_seal(&*store)?, Seal::File)
         || store
@@ -98,25 +167,36 @@ fn init(split: &SplitArgs, hostnames: &[String], dir: &DataDirArgs) -> Result<()
     let mut root = Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(&mut root[..])
         .map_err(|_| CliError::failed("the random number generator failed"))?;
-    let (seal, shares) = ShamirSeal::create(&root, split.shares, split.threshold)
-        .map_err(|e| failed("splitting")(&e))?;
-    Seal::Shamir(seal)
-        .save(&*store)
+    let (seal, shares) = new_seal(provider, &root, split, hsm)?;
+    seal.save(&*store)
         .map_err(|e| failed("saving the seal")(&e))?;
-    let kms = Arc::new(kms_on(&store, &root, "shamir")?);
+    let kms = Arc::new(kms_on(&store, &root, seal.provider())?);
     prepare_listener(&kms, &path, hostnames)?;
     let admin = crate::serve::first_admin_key(&kms, &path)?;
-    print_shares(&shares, split.threshold);
+    if shares.is_empty() {
+        println!(
+            "keyward: the root key is sealed by the key {:?} in the HSM token {:?}",
+            hsm.pkcs11_key_label, hsm.pkcs11_token
+        );
+    } else {
+        print_shares(&shares, split.threshold);
+    }
     if admin.is_some() {
         println!(
             "keyward: the administrator's access key is in {} (mode 0600)",
             path.join("admin.env").display()
         );
     }
-    println!(
-        "keyward: `keyward serve` now starts sealed; unseal it with `keyward operator unseal`, \
-         once per share"
-    );
+    if shares.is_empty() {
+        println!(
+            "keyward: `keyward serve --pkcs11-module ... --pkcs11-pin-file ...` unseals itself"
+        );
+    } else {
+        println!(
+            "keyward: `keyward serve` now starts sealed; unseal it with `keyward operator \
+             unseal`, once per share"
+        );
+    }
     Ok(())
 }
 
@@ -221,54 +301,63 @@ fn rekey(split: &SplitArgs, dir: &DataDirArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn migrate(to: &str, split: &SplitArgs, dir: &DataDirArgs) -> Result<(), CliError> {
+fn migrate(
+    to: &str,
+    split: &SplitArgs,
+    hsm: &Pkcs11Args,
+    dir: &DataDirArgs,
+) -> Result<(), CliError> {
+    if !["file", "shamir", "pkcs11"].contains(&to) {
+        return Err(CliError::usage(format!(
+            "invalid setting --to: {to:?}: use shamir, pkcs11 or file"
+        )));
+    }
     let (path, store) = open(dir, false)?;
     let key_file = path.join(ROOT_KEY_FILE);
-    match (load_seal(&*store)?, to) {
-        (Seal::File, "shamir") => {
-            keyward_kms::shamir::check_split(split.shares, split.threshold).map_err(|e| {
-                CliError::usage(format!("invalid setting --shares/--threshold: {e}"))
-            })?;
-            let root = read_key_file(&key_file).map_err(|e| failed("root key")(&e))?;
-            let kms = Arc::new(kms_on(&store, &root, "file")?);
-            if keyward_server::tls::kept_config(&path).is_err() {
-                prepare_listener(&kms, &path, &[])?;
-            }
-            let (seal, shares) = ShamirSeal::create(&root, split.shares, split.threshold)
-                .map_err(|e| failed("splitting")(&e))?;
-            // The seal first: until the file is gone both open the store, never neither.
-            Seal::Shamir(seal)
-                .save(&*store)
-                .map_err(|e| failed("saving the seal")(&e))?;
-            destroy_key_file(&key_file)?;
-            print_shares(&shares, split.threshold);
-            println!(
-                "keyward: the root key is sealed by shares and {} is gone; the data is unchanged",
-                key_file.display()
-            );
-            Ok(())
-        }
-        (Seal::Shamir(seal), "file") => {
-            let root = shares_from_terminal(&seal)?;
-            kms_on(&store, &root, "shamir")?;
-            write_key_file(&key_file, &root)?;
-            Seal::File
-                .save(&*store)
-                .map_err(|e| failed("saving the seal")(&e))?;
-            println!(
-                "keyward: the root key is in {} (provider `file`, for development only); the \
-                 old shares no longer unseal; the data is unchanged",
-                key_file.display()
-            );
-            Ok(())
-        }
-        (current, "file" | "shamir") if current.provider() == to => Err(CliError::failed(format!(
+    let current = load_seal(&*store)?;
+    if current.provider() == to {
+        return Err(CliError::failed(format!(
             "the root key is sealed by `{to}` already"
-        ))),
-        (_, other) => Err(CliError::usage(format!(
-            "invalid setting --to: {other:?}: use shamir or file"
-        ))),
+        )));
     }
+    // The root key, from the seal it has now; opening the store with it proves it right.
+    let root = match &current {
+        Seal::File => read_key_file(&key_file).map_err(|e| failed("root key")(&e))?,
+        Seal::Shamir(seal) => shares_from_terminal(seal)?,
+        Seal::Pkcs11(seal) => seal
+            .unseal(&hsm_access(hsm)?)
+            .map_err(|e| failed("unsealing with the HSM")(&e))?,
+    };
+    let kms = Arc::new(kms_on(&store, &root, current.provider())?);
+    let (seal, shares) = if to == "file" {
+        write_key_file(&key_file, &root)?;
+        (Seal::File, Vec::new())
+    } else {
+        if keyward_server::tls::kept_config(&path).is_err() {
+            prepare_listener(&kms, &path, &[])?;
+        }
+        new_seal(to, &root, split, hsm)?
+    };
+    // The new seal first: until the old one is gone both open the store, never neither.
+    seal.save(&*store)
+        .map_err(|e| failed("saving the seal")(&e))?;
+    match &current {
+        Seal::File => destroy_key_file(&key_file)?,
+        Seal::Shamir(_) => {}
+        Seal::Pkcs11(old) => {
+            if let Err(e) = old.destroy_key(&hsm_access(hsm)?) {
+                eprintln!("keyward: the old wrapping key stays in the HSM: {e}");
+            }
+        }
+    }
+    if !shares.is_empty() {
+        print_shares(&shares, split.threshold);
+    }
+    println!(
+        "keyward: the root key moved from `{}` to `{to}`; the data is unchanged",
+        current.provider()
+    );
+    Ok(())
 }
 
 /// Writes a new root key file (mode 0600), which must not exist yet.

@@ -40,6 +40,8 @@ struct FileConfig {
     audit_checkpoint_interval: Option<String>,
     audit_sync: Option<String>,
     operators: Option<Vec<String>>,
+    pkcs11_module: Option<PathBuf>,
+    pkcs11_pin_file: Option<PathBuf>,
 }
 
 /// Validated configuration.
@@ -58,6 +60,8 @@ struct Config {
     bench_plain: Option<SocketAddr>,
     /// Principals that may seal the server.
     operators: Vec<String>,
+    /// The HSM, for a root key sealed by one: its module and PIN file.
+    pkcs11: (Option<PathBuf>, Option<PathBuf>),
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> CliError {
@@ -272,6 +276,18 @@ fn configure(args: &ServeArgs) -> Result<Config, CliError> {
         audit,
         bench_plain,
         operators,
+        pkcs11: (
+            path_setting(
+                &args.pkcs11_module,
+                "KEYWARD_PKCS11_MODULE",
+                &file.pkcs11_module,
+            ),
+            path_setting(
+                &args.pkcs11_pin_file,
+                "KEYWARD_PKCS11_PIN_FILE",
+                &file.pkcs11_pin_file,
+            ),
+        ),
     })
 }
 
@@ -375,7 +391,48 @@ pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn Roo
                 AesRootKey::new(&root, "shamir").map_err(|e| failed("root key")(&e))?,
             ))
         }
+        Seal::Pkcs11(seal) => {
+            let env = |name: &str| {
+                std::env::var_os(name)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            };
+            let access = hsm_access(
+                &env("KEYWARD_PKCS11_MODULE"),
+                &env("KEYWARD_PKCS11_PIN_FILE"),
+            )?;
+            let root = seal.unseal(&access).map_err(|e| failed("unsealing")(&e))?;
+            Ok(Box::new(
+                AesRootKey::new(&root, "pkcs11").map_err(|e| failed("root key")(&e))?,
+            ))
+        }
     }
+}
+
+/// The HSM's module and PIN, which a root key sealed by one needs.
+pub(crate) fn hsm_access(
+    module: &Option<PathBuf>,
+    pin_file: &Option<PathBuf>,
+) -> Result<keyward_kms::hsm::HsmAccess, CliError> {
+    let module = module.as_deref().ok_or_else(|| {
+        bad(
+            "pkcs11_module",
+            "the root key is sealed by an HSM: name its PKCS#11 module",
+        )
+    })?;
+    let pin_file = pin_file.as_deref().ok_or_else(|| {
+        bad(
+            "pkcs11_pin_file",
+            "the root key is sealed by an HSM: name the file holding its PIN",
+        )
+    })?;
+    if !module.is_file() {
+        return Err(bad(
+            "pkcs11_module",
+            format!("{} does not exist", module.display()),
+        ));
+    }
+    keyward_kms::hsm::HsmAccess::new(module, pin_file).map_err(|e| bad("pkcs11_pin_file", e))
 }
 
 /// The development root key's file in the data directory.
@@ -431,6 +488,15 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         .map_err(|e| failed("starting the runtime")(&e))?;
     // Opening the service starts its background tasks (so within the runtime), and may
     // block on the store (so not on one of its threads).
+    if !matches!(seal, Seal::File) && dir.join(ROOT_KEY_FILE).exists() {
+        return Err(CliError::failed(format!(
+            "{} exists, but the root key is sealed by `{}`: a migration was cut short, or the \
+             file is left over; remove it (after checking that `keyward operator migrate-seal` \
+             is not what you meant to finish)",
+            dir.join(ROOT_KEY_FILE).display(),
+            seal.provider()
+        )));
+    }
     let node = {
         let _runtime = runtime.enter();
         let node = match seal {
@@ -451,15 +517,32 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
                     opener,
                 )
             }
-            Seal::Shamir(_) => {
-                if dir.join(ROOT_KEY_FILE).exists() {
-                    return Err(CliError::failed(format!(
-                        "{} exists, but the root key is sealed by unseal shares: a migration \
-                         was cut short, or the file is left over; remove it (after checking \
-                         that `keyward operator migrate-seal` is not what you meant to finish)",
-                        dir.join(ROOT_KEY_FILE).display()
-                    )));
+            Seal::Pkcs11(_) => {
+                let access = hsm_access(&config.pkcs11.0, &config.pkcs11.1)?;
+                let unsealer = keyward_server::seal::Pkcs11Unsealer::new(store.clone(), access);
+                // The server unseals itself; if the token cannot, it starts sealed and
+                // `keyward operator unseal` asks the token again.
+                match keyward_server::seal::Unsealer::give(&unsealer, None) {
+                    Ok(Some(root)) => {
+                        let (tls, audit) = opener(root).map_err(|e| failed("starting")(&e))?;
+                        Node::unsealed(
+                            keyward_server::seal::Running::start(tls, audit),
+                            Box::new(unsealer),
+                            opener,
+                        )
+                    }
+                    Ok(None) => return Err(CliError::failed("the HSM gave no root key")),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the HSM did not unseal the root key: starting sealed");
+                        eprintln!(
+                            "keyward: the HSM did not unseal the root key ({e}): starting sealed"
+                        );
+                        let tls = sealed_listener(&config)?;
+                        Node::sealed(Arc::new(tls), Box::new(unsealer), opener)
+                    }
                 }
+            }
+            Seal::Shamir(_) => {
                 let tls = sealed_listener(&config)?;
                 Node::sealed(
                     Arc::new(tls),
@@ -677,14 +760,18 @@ fn print_banner(
     if let Some(url) = &config.database {
         println!("keyward: database {url}");
     }
-    if seal.sealed {
-        println!(
-            "keyward: SEALED (root key provider {}, {} of {} shares needed): key operations are \
-             refused until `keyward operator unseal` is given them",
-            seal.provider,
-            seal.threshold.unwrap_or(0),
-            seal.shares.unwrap_or(0)
-        );
+    match (seal.sealed, seal.threshold, seal.shares) {
+        (false, ..) => {}
+        (true, Some(t), Some(n)) => println!(
+            "keyward: SEALED (root key provider {}, {t} of {n} shares needed): key operations \
+             are refused until `keyward operator unseal` is given them",
+            seal.provider
+        ),
+        (true, ..) => println!(
+            "keyward: SEALED (root key provider {}): key operations are refused until \
+             `keyward operator unseal` unseals it",
+            seal.provider
+        ),
     }
     if created.is_some() {
         println!("keyward: created the administrator's access key; its secret is shown once here");

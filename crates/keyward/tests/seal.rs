@@ -92,7 +92,11 @@ fn admin(data: &Path) -> (String, String) {
 
 impl Node {
     fn start(data: &Path) -> Self {
-        let server = common::start(data);
+        Self::start_with(data, &[], &[], None)
+    }
+
+    fn start_with(data: &Path, args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Self {
+        let server = common::start_logging(data, "127.0.0.1:0", args, env, log);
         let (id, secret) = admin(data);
         let mut client =
             common::kms::Client::new(vec![server.port()], &data.join("ca.pem"), &id, &secret);
@@ -127,6 +131,10 @@ impl Node {
 
     fn unseal(&self, share: &str) -> Output {
         self.operator("unseal", &format!("{share}\n"), &[])
+    }
+
+    fn health(&self) -> u16 {
+        self.get("/v1/sys/health").0
     }
 
     fn call(&self, op: &str, body: Value) -> Result<Value, String> {
@@ -454,4 +462,183 @@ fn init_refuses_an_instance_that_has_a_root_key() {
             text(&out)
         );
     }
+}
+
+/// The flags and environment of a server whose root key SoftHSM2 seals.
+fn hsm_setup(hsm: &keyward_testpg::SoftHsm) -> (Vec<String>, Vec<(String, String)>) {
+    (
+        vec![
+            "--pkcs11-module".into(),
+            hsm.module().display().to_string(),
+            "--pkcs11-pin-file".into(),
+            hsm.pin_file().display().to_string(),
+        ],
+        vec![("SOFTHSM2_CONF".into(), hsm.conf().display().to_string())],
+    )
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+#[test]
+fn an_hsm_sealed_instance_unseals_itself_and_is_lost_with_the_token() {
+    let Some(hsm) = keyward_testpg::SoftHsm::start("HSM-sealed instance") else {
+        return;
+    };
+    let (flags, env) = hsm_setup(&hsm);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec!["operator", "init", "--provider", "pkcs11", "--data-dir"];
+    args.push(data.to_str().unwrap());
+    args.extend(strs(&flags));
+    let out = keyward(&args, "", &pairs(&env));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(shares(&out).is_empty());
+    assert!(!data.join("root.key").exists());
+
+    // It unseals itself at start, and keys made under it survive a restart.
+    let node = Node::start_with(&data, &strs(&flags), &pairs(&env), None);
+    assert_eq!(node.health(), 200);
+    let (_, blob) = encrypt(&node);
+    drop(node);
+    let node = Node::start_with(&data, &strs(&flags), &pairs(&env), None);
+    decrypts(&node, &blob);
+
+    // Sealed by an operator, it unseals again on asking the token.
+    let (id, secret) = admin(&data);
+    let out = node.operator(
+        "seal",
+        "",
+        &[
+            ("AWS_ACCESS_KEY_ID", &id),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    node.assert_sealed();
+    let out = node.operator("unseal", "\n", &[]);
+    assert!(text(&out).contains("unsealed"), "{}", text(&out));
+    decrypts(&node, &blob);
+    drop(node);
+
+    // Without its PIN file the server refuses to start, naming the setting.
+    let out = keyward(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &pairs(&env),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("pkcs11_module"), "{}", text(&out));
+
+    // Without the token, the keys are unusable: the server starts sealed and stays so.
+    hsm.delete_token();
+    let node = Node::start_with(&data, &strs(&flags), &pairs(&env), None);
+    assert!(
+        node.server.banner.iter().any(|l| l.contains("SEALED")),
+        "{:?}",
+        node.server.banner
+    );
+    node.assert_sealed();
+    let out = node.operator("unseal", "\n", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no token labelled"), "{}", text(&out));
+    node.assert_sealed();
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn migration_between_the_file_and_the_hsm_keeps_the_data_and_never_writes_the_root_key() {
+    let Some(hsm) = keyward_testpg::SoftHsm::start("migration to and from the HSM") else {
+        return;
+    };
+    let (flags, env) = hsm_setup(&hsm);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dd = data.to_str().unwrap();
+    let node = Node::start(&data);
+    let (_, blob) = encrypt(&node);
+    drop(node);
+    let root = std::fs::read(data.join("root.key")).unwrap();
+    assert_eq!(root.len(), 32);
+
+    let mut args = vec![
+        "operator",
+        "migrate-seal",
+        "--to",
+        "pkcs11",
+        "--data-dir",
+        dd,
+    ];
+    args.extend(strs(&flags));
+    let out = keyward(&args, "", &pairs(&env));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!data.join("root.key").exists());
+
+    let log = dir.path().join("server.log");
+    let node = Node::start_with(&data, &strs(&flags), &pairs(&env), Some(&log));
+    decrypts(&node, &blob);
+    encrypt(&node);
+    drop(node);
+
+    // The root key, in any encoding, is in no file of the data directory and not in
+    // the server's debug log.
+    use base64::Engine as _;
+    let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
+    let needles = [
+        root.clone(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(&root)
+            .into_bytes(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(&root)
+            .into_bytes(),
+    ];
+    let mut all = Vec::new();
+    files(&data, &mut all);
+    all.push(log.clone());
+    assert!(std::fs::metadata(&log).unwrap().len() > 0, "no server log");
+    for path in &all {
+        let bytes = std::fs::read(path).unwrap();
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == &needle[..]),
+                "the root key is in {}",
+                path.display()
+            );
+        }
+    }
+
+    // And back: the same root key in the file, the HSM's key gone, the data as it was.
+    let mut args = vec!["operator", "migrate-seal", "--to", "file", "--data-dir", dd];
+    args.extend(strs(&flags));
+    let out = keyward(&args, "", &pairs(&env));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(data.join("root.key")).unwrap(), root);
+    let node = Node::start(&data);
+    assert_eq!(node.health(), 200);
+    decrypts(&node, &blob);
 }

@@ -309,8 +309,7 @@ fn no_key_material_in_plain_anywhere_in_the_data_directory() {
                 .map(|m| m.to_vec()),
         );
     }
-    let root = std::fs::read(e.db.dir.path().join("root.key")).unwrap();
-    secrets.push(root);
+    secrets.push(e.db.root_secret());
     for path in e.db.files(true) {
         if path.file_name().is_some_and(|n| n == "root.key") {
             continue;
@@ -329,7 +328,7 @@ fn a_different_root_key_is_refused_at_open() {
     let Some(e) = env() else { return };
     new_key(&e.kms);
     drop(e.kms);
-    std::fs::remove_file(e.db.dir.path().join("root.key")).unwrap();
+    e.db.replace_root_key();
     let r = e.db.open_kms(e.clock.clone());
     assert!(matches!(r, Err(Error::Internal(_))));
 }

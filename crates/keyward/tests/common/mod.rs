@@ -93,6 +93,17 @@ pub(crate) fn start_at(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Server {
+    start_logging(data_dir, listen, args, env, None)
+}
+
+/// As [`start_at`], with the server's log (at debug level) going to `log`.
+pub(crate) fn start_logging(
+    data_dir: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Server {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -102,9 +113,12 @@ pub(crate) fn start_at(
         .args(["--listen", listen])
         .args(args)
         .envs(env.iter().copied())
-        .env("KEYWARD_LOG", "warn")
+        .env("KEYWARD_LOG", if log.is_some() { "debug" } else { "warn" })
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let (mut env, mut banner) = (Vec::new(), Vec::new());
