@@ -46,6 +46,10 @@ pub(crate) enum Command {
     /// migration between seal providers.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Check a running deployment against the production checklist: the root key's
+    /// seal, TLS 1.3 only, certificates far from expiry, the audit log on and verifying,
+    /// rotation on every customer key, a recent backup. Exits 1 if an item fails.
+    Doctor(DoctorArgs),
     /// Write a consistent backup of the instance (keys, versions, policies, aliases, tags,
     /// access keys, the CA, the audit keys and checkpoint, and root.key) to one file
     /// protected by a recovery passphrase or recovery key; `keyward backup verify FILE`
@@ -345,6 +349,17 @@ pub(crate) struct Pkcs11Args {
     /// The label of the wrapping key keyward makes in the token.
     #[arg(long, value_name = "LABEL", default_value = "keyward-root")]
     pub(crate) pkcs11_key_label: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) endpoint: EndpointArgs,
+    #[command(flatten)]
+    pub(crate) dir: DataDirArgs,
+    /// The oldest a last backup may be.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub(crate) backup_max_age_hours: u64,
 }
 
 /// How many unseal shares, and how many of them unseal.

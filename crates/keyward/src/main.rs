@@ -11,6 +11,7 @@ mod admin;
 mod audit_cli;
 mod backup;
 mod cli;
+mod doctor;
 mod envelope;
 mod files;
 mod https;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Audit(command) => audit_cli::run(&command),
         cli::Command::Tls(cli::TlsCommand::Scan(args)) => tls_scan_cli::scan(&args),
         cli::Command::Operator(command) => operator::run(&command),
+        cli::Command::Doctor(args) => doctor::run(&args),
         cli::Command::Backup(args) => backup::backup(&args),
         cli::Command::Restore(args) => backup::restore(&args),
         cli::Command::Keygen(args) => envelope::keygen(&args),

@@ -398,7 +398,7 @@ fn sync_parent(path: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(format!("syncing {}: {e}", dir.display())))
 }
 
-fn endpoint(args: &EndpointArgs) -> Result<Endpoint, CliError> {
+pub(crate) fn endpoint(args: &EndpointArgs) -> Result<Endpoint, CliError> {
     let (url, setting) = match &args.endpoint {
         Some(u) => (u.clone(), "--endpoint"),
         None => (
@@ -420,6 +420,17 @@ fn call(
     path: &str,
     body: Option<Zeroizing<String>>,
 ) -> Result<(u16, Value), CliError> {
+    let (status, text) = call_text(endpoint, method, path, body)?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// One unauthenticated request to the server: status and body.
+pub(crate) fn call_text(
+    endpoint: &Endpoint,
+    method: &str,
+    path: &str,
+    body: Option<Zeroizing<String>>,
+) -> Result<(u16, String), CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -443,8 +454,7 @@ fn call(
             std::time::Duration::from_secs(60),
         ))
         .map_err(|e| CliError::failed(format!("{}: {e}", endpoint.authority())))?;
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok((status, value))
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn show_status(v: &Value) {

@@ -642,3 +642,78 @@ fn migration_between_the_file_and_the_hsm_keeps_the_data_and_never_writes_the_ro
     assert_eq!(node.health(), 200);
     decrypts(&node, &blob);
 }
+
+fn doctor(node: &Node) -> Output {
+    let mut args = vec!["doctor".to_owned()];
+    args.extend(node.endpoint());
+    args.extend(["--data-dir".into(), node.data.display().to_string()]);
+    keyward(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "",
+        &[],
+    )
+}
+
+/// Whether `doctor`'s output says `verdict` for `item`.
+fn says(out: &Output, verdict: &str, item: &str) -> bool {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with(verdict) && l[4..].trim_start().starts_with(item))
+}
+
+#[test]
+fn doctor_fails_a_development_instance_and_passes_a_production_one() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // The development default: the root key in a file, a key without rotation, no
+    // backup. Each is named with its fix; TLS, certificates and audit pass.
+    let dev = dir.path().join("dev");
+    let node = Node::start(&dev);
+    encrypt(&node);
+    let out = doctor(&node);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    for item in ["seal", "rotation", "backups"] {
+        assert!(says(&out, "FAIL", item), "{item}: {}", text(&out));
+    }
+    for item in ["tls", "certificates", "audit"] {
+        assert!(says(&out, "PASS", item), "{item}: {}", text(&out));
+    }
+    assert!(
+        text(&out).contains("fix: keyward operator migrate-seal"),
+        "{}",
+        text(&out)
+    );
+    drop(node);
+
+    // Sealed by shares, every key rotating, a backup just made: all pass.
+    let prod = dir.path().join("prod");
+    let shares = init(&prod, 3, 2);
+    let node = Node::start(&prod);
+    let out = doctor(&node);
+    assert!(says(&out, "FAIL", "seal"), "{}", text(&out));
+    node.unseal(&shares[0]);
+    node.unseal(&shares[1]);
+    let (key, _) = encrypt(&node);
+    node.call("EnableKeyRotation", json!({ "KeyId": key }))
+        .unwrap();
+    let out = keyward(
+        &[
+            "backup",
+            "--without-root-key",
+            "--out",
+            dir.path().join("b.kwb").to_str().unwrap(),
+            "--data-dir",
+            prod.to_str().unwrap(),
+        ],
+        "",
+        &[("KEYWARD_RECOVERY_PASSPHRASE", "a long recovery passphrase")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = doctor(&node);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("6 of 6 checks passed"),
+        "{}",
+        text(&out)
+    );
+}

@@ -116,7 +116,7 @@ fn cli_error(e: BackupError) -> CliError {
     CliError::failed(format!("backup: {e}"))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -125,6 +125,9 @@ fn now_ms() -> i64 {
 fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// The store entry with the time (Unix milliseconds) of the last backup written.
+pub(crate) const LAST_BACKUP_META: &str = "last-backup-ms";
 
 pub(crate) fn backup(args: &BackupArgs) -> Result<(), CliError> {
     match &args.command {
@@ -396,6 +399,10 @@ fn create(args: &CreateArgs) -> Result<(), CliError> {
     let kdf = secret.new_kdf().map_err(cli_error)?;
     let file = format::seal(&payload.bytes, &kdf, &secret).map_err(cli_error)?;
     crate::files::write_atomic(out, &file, 0o600)?;
+    // For `keyward doctor`: when the last backup was made (not part of the snapshot).
+    store
+        .set_meta(LAST_BACKUP_META, contents.created_ms.to_string().as_bytes())
+        .map_err(|e| failed("recording the backup")(&e))?;
     println!("keyward: wrote {} ({} bytes)", out.display(), file.len());
     println!("{}", describe(&contents));
     Ok(())
