@@ -371,6 +371,11 @@ pub(crate) struct SplitArgs {
     /// Shares needed to unseal (at least 2 unless there is one share).
     #[arg(long, default_value_t = 3)]
     pub(crate) threshold: u8,
+    /// Encrypt each share to its holder's age public key (`age1...`), given once per
+    /// share in share order: share N is printed as an ASCII-armoured age message only
+    /// its holder can open (`age -d -i KEY`).
+    #[arg(long = "recipient", value_name = "AGE_PUBLIC_KEY")]
+    pub(crate) recipients: Vec<String>,
 }
 
 /// A running server.

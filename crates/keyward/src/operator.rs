@@ -85,7 +85,28 @@ fn kms_on(
 
 fn check_split(split: &SplitArgs) -> Result<(), CliError> {
     keyward_kms::shamir::check_split(split.shares, split.threshold)
-        .map_err(|e| CliError::usage(format!("invalid setting --shares/--threshold: {e}")))
+        .map_err(|e| CliError::usage(format!("invalid setting --shares/--threshold: {e}")))?;
+    recipients(split).map(drop)
+}
+
+/// The holders' age public keys: none, or one per share.
+fn recipients(split: &SplitArgs) -> Result<Vec<age::x25519::Recipient>, CliError> {
+    let bad = |why: String| CliError::usage(format!("invalid setting --recipient: {why}"));
+    if !split.recipients.is_empty() && split.recipients.len() != usize::from(split.shares) {
+        return Err(bad(format!(
+            "{} given for {} shares: give one per share, or none",
+            split.recipients.len(),
+            split.shares
+        )));
+    }
+    split
+        .recipients
+        .iter()
+        .map(|r| {
+            r.parse::<age::x25519::Recipient>()
+                .map_err(|e| bad(format!("{r:?}: {e}")))
+        })
+        .collect()
 }
 
 /// The HSM named by the flags, else by KEYWARD_PKCS11_MODULE and KEYWARD_PKCS11_PIN_FILE.
@@ -179,7 +200,7 @@ fn init(
             hsm.pkcs11_key_label, hsm.pkcs11_token
         );
     } else {
-        print_shares(&shares, split.threshold);
+        print_shares(&shares, split)?;
     }
     if admin.is_some() {
         println!(
@@ -228,15 +249,26 @@ fn prepare_listener(kms: &Arc<Kms>, dir: &Path, hostnames: &[String]) -> Result<
     crate::serve::write_file(&dir.join("ca.pem"), tls.root_pem().as_bytes(), 0o644)
 }
 
-fn print_shares(shares: &[ShareText], threshold: u8) {
+/// Prints the shares, each encrypted to its holder if `split` names holders.
+fn print_shares(shares: &[ShareText], split: &SplitArgs) -> Result<(), CliError> {
+    let threshold = split.threshold;
+    let holders = recipients(split)?;
     for (i, share) in shares.iter().enumerate() {
-        println!("Unseal share {}: {}", i + 1, share.as_str());
+        match holders.get(i) {
+            None => println!("Unseal share {}: {}", i + 1, share.as_str()),
+            Some(holder) => {
+                let sealed = age::encrypt_and_armor(holder, share.as_bytes())
+                    .map_err(|e| failed("encrypting a share")(&e))?;
+                println!("Unseal share {} for {holder}:\n{sealed}", i + 1);
+            }
+        }
     }
     println!(
         "keyward: {} unseal shares; any {threshold} of them unseal. They are shown only now: \
          give each to its own holder and keep none of them beside the data.",
         shares.len()
     );
+    Ok(())
 }
 
 /// Asks for shares until `seal`'s threshold is reached: on the terminal without echo
@@ -281,8 +313,7 @@ pub(crate) fn shares_from_terminal(seal: &ShamirSeal) -> Result<Zeroizing<[u8; 3
 }
 
 fn rekey(split: &SplitArgs, dir: &DataDirArgs) -> Result<(), CliError> {
-    keyward_kms::shamir::check_split(split.shares, split.threshold)
-        .map_err(|e| CliError::usage(format!("invalid setting --shares/--threshold: {e}")))?;
+    check_split(split)?;
     let (_, store) = open(dir, false)?;
     let Seal::Shamir(current) = load_seal(&*store)? else {
         return Err(CliError::failed(
@@ -296,7 +327,7 @@ fn rekey(split: &SplitArgs, dir: &DataDirArgs) -> Result<(), CliError> {
     Seal::Shamir(seal)
         .save(&*store)
         .map_err(|e| failed("saving the seal")(&e))?;
-    print_shares(&shares, split.threshold);
+    print_shares(&shares, split)?;
     println!("keyward: the old shares no longer unseal; the data is unchanged");
     Ok(())
 }
@@ -351,7 +382,7 @@ fn migrate(
         }
     }
     if !shares.is_empty() {
-        print_shares(&shares, split.threshold);
+        print_shares(&shares, split)?;
     }
     println!(
         "keyward: the root key moved from `{}` to `{to}`; the data is unchanged",

@@ -717,3 +717,60 @@ fn doctor_fails_a_development_instance_and_passes_a_production_one() {
         text(&out)
     );
 }
+
+#[test]
+fn shares_encrypted_to_their_holders_open_only_with_their_own_keys() {
+    let ids: Vec<age::x25519::Identity> =
+        (0..3).map(|_| age::x25519::Identity::generate()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "operator".to_owned(),
+        "init".into(),
+        "--shares".into(),
+        "3".into(),
+        "--threshold".into(),
+        "2".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    for id in &ids {
+        args.extend(["--recipient".into(), id.to_public().to_string()]);
+    }
+    // One recipient per share, or none.
+    let out = keyward(&strs(&args[..args.len() - 2]), "", &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("--recipient"), "{}", text(&out));
+
+    let out = keyward(&strs(&args), "", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!stdout.contains("kws1-"), "a share in plain: {stdout}");
+    let blocks: Vec<String> = stdout
+        .split("-----BEGIN AGE ENCRYPTED FILE-----")
+        .skip(1)
+        .map(|b| {
+            let end = b.find("-----END AGE ENCRYPTED FILE-----").unwrap();
+            format!(
+                "-----BEGIN AGE ENCRYPTED FILE-----{}-----END AGE ENCRYPTED FILE-----\n",
+                &b[..end]
+            )
+        })
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let open = |i: usize, id: &age::x25519::Identity| age::decrypt(id, blocks[i].as_bytes());
+    assert!(
+        open(0, &ids[1]).is_err(),
+        "share 1 opened with holder 2's key"
+    );
+    let shares: Vec<String> = (0..3)
+        .map(|i| String::from_utf8(open(i, &ids[i]).unwrap()).unwrap())
+        .collect();
+    assert!(shares.iter().all(|s| s.starts_with("kws1-")));
+
+    let node = Node::start(&data);
+    node.assert_sealed();
+    node.unseal(&shares[2]);
+    let out = node.unseal(&shares[0]);
+    assert!(text(&out).contains("unsealed"), "{}", text(&out));
+}
