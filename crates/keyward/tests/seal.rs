@@ -641,6 +641,63 @@ fn migration_between_the_file_and_the_hsm_keeps_the_data_and_never_writes_the_ro
     let node = Node::start(&data);
     assert_eq!(node.health(), 200);
     decrypts(&node, &blob);
+    drop(node);
+
+    // Shares to the HSM and the HSM to shares, the same way.
+    let out = keyward(
+        &[
+            "operator",
+            "migrate-seal",
+            "--to",
+            "shamir",
+            "--shares",
+            "2",
+            "--threshold",
+            "2",
+            "--data-dir",
+            dd,
+        ],
+        "",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let two = shares(&out);
+    let mut args = vec![
+        "operator",
+        "migrate-seal",
+        "--to",
+        "pkcs11",
+        "--pkcs11-key-label",
+        "second",
+        "--data-dir",
+        dd,
+    ];
+    args.extend(strs(&flags));
+    let out = keyward(&args, &format!("{}\n{}\n", two[0], two[1]), &pairs(&env));
+    assert!(out.status.success(), "{}", text(&out));
+    let node = Node::start_with(&data, &strs(&flags), &pairs(&env), None);
+    decrypts(&node, &blob);
+    drop(node);
+    let mut args = vec![
+        "operator",
+        "migrate-seal",
+        "--to",
+        "shamir",
+        "--shares",
+        "1",
+        "--threshold",
+        "1",
+        "--data-dir",
+        dd,
+    ];
+    args.extend(strs(&flags));
+    let out = keyward(&args, "", &pairs(&env));
+    assert!(out.status.success(), "{}", text(&out));
+    let one = shares(&out);
+    let node = Node::start(&data);
+    node.assert_sealed();
+    node.unseal(&one[0]);
+    decrypts(&node, &blob);
 }
 
 fn doctor(node: &Node) -> Output {
