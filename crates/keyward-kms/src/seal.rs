@@ -47,10 +47,15 @@ pub enum Seal {
 impl Seal {
     /// The seal `store` records (`File` if none).
     pub fn load(store: &dyn keyward_store::Store) -> Result<Self, Error> {
-        let Some(bytes) = store.meta(SEAL_META)? else {
+        Self::parse(store.meta(SEAL_META)?.as_deref())
+    }
+
+    /// The seal a [`SEAL_META`] entry says (`File` if there is none).
+    pub fn parse(entry: Option<&[u8]>) -> Result<Self, Error> {
+        let Some(bytes) = entry else {
             return Ok(Self::File);
         };
-        let stored: Stored = serde_json::from_slice(&bytes)
+        let stored: Stored = serde_json::from_slice(bytes)
             .map_err(|_| Error::Internal("the stored seal is unreadable"))?;
         match stored {
             Stored::File => Ok(Self::File),

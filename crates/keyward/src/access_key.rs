@@ -12,13 +12,20 @@ pub(crate) fn kms(dir: &DataDirArgs) -> Result<keyward_kms::Kms, CliError> {
         CliError::usage("invalid setting data_dir: set --data-dir or KEYWARD_DATA_DIR")
     })?;
     let database = database_url(dir.database_url.as_deref())?;
-    // With PostgreSQL the data directory holds the root key; with SQLite, everything.
-    let expected = if database.is_some() {
-        "root.key"
-    } else {
-        "keyward.db"
+    // With SQLite the data directory holds everything; with PostgreSQL, the root key
+    // unless a provider seals it.
+    let missing = match &database {
+        None => !path.join("keyward.db").exists(),
+        Some(url) => {
+            let store = crate::serve::open_store(&path, Some(url))?;
+            matches!(
+                keyward_kms::seal::Seal::load(&*store)
+                    .map_err(|e| failed("reading the seal")(&e))?,
+                keyward_kms::seal::Seal::File
+            ) && !path.join(crate::serve::ROOT_KEY_FILE).exists()
+        }
     };
-    if !path.join(expected).exists() {
+    if missing {
         return Err(CliError::usage(format!(
             "invalid setting data_dir: {} holds no keyward data (start `keyward serve` first)",
             path.display()

@@ -223,7 +223,11 @@ fn init(
 
 /// The CA, and the listener's certificate kept in the data directory for a sealed start,
 /// for the names `keyward serve` uses by default and `hostnames`; `ca.pem` beside it.
-fn prepare_listener(kms: &Arc<Kms>, dir: &Path, hostnames: &[String]) -> Result<(), CliError> {
+pub(crate) fn prepare_listener(
+    kms: &Arc<Kms>,
+    dir: &Path,
+    hostnames: &[String],
+) -> Result<(), CliError> {
     let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     for h in hostnames {
         if h.is_empty() || h.contains(char::is_whitespace) {

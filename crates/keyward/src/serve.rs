@@ -373,24 +373,30 @@ pub(crate) fn open_kms(
 
 /// The root key for a command run beside the service (see [`open_kms`]).
 pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn RootKey>, CliError> {
-    match Seal::load(&**store).map_err(|e| failed("reading the seal")(&e))? {
-        Seal::File => {
-            let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
-                .map_err(|e| failed("root key")(&e))?;
-            if created {
-                eprintln!(
-                    "keyward: created a development root key at {}",
-                    dir.join(ROOT_KEY_FILE).display()
-                );
-            }
-            Ok(Box::new(root))
-        }
-        Seal::Shamir(seal) => {
-            let root = crate::operator::shares_from_terminal(&seal)?;
-            Ok(Box::new(
-                AesRootKey::new(&root, "shamir").map_err(|e| failed("root key")(&e))?,
-            ))
-        }
+    let seal = Seal::load(&**store).map_err(|e| failed("reading the seal")(&e))?;
+    if let Some(root) = sealed_root(&seal)? {
+        return Ok(Box::new(
+            AesRootKey::new(&root, seal.provider()).map_err(|e| failed("root key")(&e))?,
+        ));
+    }
+    let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
+        .map_err(|e| failed("root key")(&e))?;
+    if created {
+        eprintln!(
+            "keyward: created a development root key at {}",
+            dir.join(ROOT_KEY_FILE).display()
+        );
+    }
+    Ok(Box::new(root))
+}
+
+/// The root key a seal gives a command: from shares asked for on the terminal (or read
+/// from standard input), or from the HSM named by KEYWARD_PKCS11_MODULE and
+/// KEYWARD_PKCS11_PIN_FILE. `None` for the file provider.
+pub(crate) fn sealed_root(seal: &Seal) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, CliError> {
+    match seal {
+        Seal::File => Ok(None),
+        Seal::Shamir(seal) => crate::operator::shares_from_terminal(seal).map(Some),
         Seal::Pkcs11(seal) => {
             let env = |name: &str| {
                 std::env::var_os(name)
@@ -401,10 +407,9 @@ pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn Roo
                 &env("KEYWARD_PKCS11_MODULE"),
                 &env("KEYWARD_PKCS11_PIN_FILE"),
             )?;
-            let root = seal.unseal(&access).map_err(|e| failed("unsealing")(&e))?;
-            Ok(Box::new(
-                AesRootKey::new(&root, "pkcs11").map_err(|e| failed("root key")(&e))?,
-            ))
+            seal.unseal(&access)
+                .map(Some)
+                .map_err(|e| failed("unsealing")(&e))
         }
     }
 }

@@ -831,3 +831,55 @@ fn shares_encrypted_to_their_holders_open_only_with_their_own_keys() {
     let out = node.unseal(&shares[0]);
     assert!(text(&out).contains("unsealed"), "{}", text(&out));
 }
+
+#[test]
+fn a_backup_of_a_sealed_instance_restores_sealed_by_the_same_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shares = init(&data, 3, 2);
+    let node = Node::start(&data);
+    node.unseal(&shares[0]);
+    node.unseal(&shares[1]);
+    let (_, blob) = encrypt(&node);
+    drop(node);
+
+    let pass = [("KEYWARD_RECOVERY_PASSPHRASE", "a long recovery passphrase")];
+    let backup = dir.path().join("b.kwb");
+    let out = keyward(
+        &[
+            "backup",
+            "--out",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &pass,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the backup holds the seal"),
+        "{}",
+        text(&out)
+    );
+
+    let restored = dir.path().join("restored");
+    let out = keyward(
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+        &format!("{}\n{}\n", shares[2], shares[0]),
+        &pass,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!restored.join("root.key").exists());
+    let node = Node::start(&restored);
+    node.assert_sealed();
+    node.unseal(&shares[1]);
+    node.unseal(&shares[2]);
+    decrypts(&node, &blob);
+}

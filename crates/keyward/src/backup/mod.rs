@@ -354,7 +354,23 @@ fn create(args: &CreateArgs) -> Result<(), CliError> {
         )));
     }
     let root_path = dir.join("root.key");
-    if !args.without_root_key && !root_path.exists() {
+    // A root key sealed by shares or an HSM is not in a file: the backup carries the seal
+    // (in the snapshot) instead, and the same shares or token open what it restores.
+    let sealed = {
+        let store = open_store(&dir, database.as_ref())?;
+        let seal =
+            keyward_kms::seal::Seal::load(&*store).map_err(|e| failed("reading the seal")(&e))?;
+        (!matches!(seal, keyward_kms::seal::Seal::File)).then(|| seal.provider())
+    };
+    let without_root_key = args.without_root_key || sealed.is_some();
+    if let Some(provider) = sealed
+        && !args.without_root_key
+    {
+        eprintln!(
+            "keyward: the root key is sealed by `{provider}`: the backup holds the seal, not the root key"
+        );
+    }
+    if !without_root_key && !root_path.exists() {
         return Err(CliError::usage(format!(
             "invalid setting data_dir: no root.key in {} (pass --without-root-key if it is kept elsewhere)",
             dir.display()
@@ -373,7 +389,7 @@ fn create(args: &CreateArgs) -> Result<(), CliError> {
         (None, Some(path)) => RecoverySecret::Key(new_recovery_key(path)?),
         (None, None) => RecoverySecret::Passphrase(passphrase(true)?),
     };
-    let root_key = if args.without_root_key {
+    let root_key = if without_root_key {
         None
     } else {
         Some(read_root_key(&root_path).map_err(|e| failed("root key")(&e))?)
@@ -515,11 +531,30 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
         .transpose()
         .map_err(|e| CliError::usage(format!("invalid setting --root-key {e}")))?;
     let mut contents = open_backup(&args.from, "--from", &args.secret)?;
-    let root_key = given.or_else(|| contents.root_key.clone()).ok_or_else(|| {
-        CliError::usage(
-            "invalid setting --root-key: this backup was made --without-root-key; pass the instance's root.key with --root-key FILE",
-        )
-    })?;
+    // A backup of an instance sealed by shares or an HSM holds the seal: the same shares
+    // or token give the root key, and the restored instance is sealed the same way.
+    let seal = keyward_kms::seal::Seal::parse(
+        contents
+            .snapshot
+            .meta
+            .iter()
+            .find(|(n, _)| n == keyward_kms::seal::SEAL_META)
+            .map(|(_, v)| &v[..]),
+    )
+    .map_err(|e| failed("the backup's seal")(&e))?;
+    let sealed = !matches!(seal, keyward_kms::seal::Seal::File);
+    let root_key = match given.or_else(|| contents.root_key.clone()) {
+        Some(k) => k,
+        None if sealed => {
+            check_target(&dir, &audit_dir, database.as_ref())?;
+            crate::serve::sealed_root(&seal)?.ok_or_else(|| CliError::failed("no root key"))?
+        }
+        None => {
+            return Err(CliError::usage(
+                "invalid setting --root-key: this backup was made --without-root-key; pass the instance's root.key with --root-key FILE",
+            ));
+        }
+    };
     check_root_key(&root_key, &contents.snapshot).map_err(cli_error)?;
     check_target(&dir, &audit_dir, database.as_ref())?;
 
@@ -530,7 +565,9 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
         .map_err(|e| failed("cannot create the data directory")(&e))?;
     let store = open_store(&dir, database.as_ref())?;
     let root_path = dir.join("root.key");
-    write_root_key(&root_path, &root_key)?;
+    if !sealed {
+        write_root_key(&root_path, &root_key)?;
+    }
     let mut snapshot = std::mem::take(&mut contents.snapshot);
     // A backup of a restored instance carries the entry of that restore: this one
     // replaces it.
@@ -548,7 +585,23 @@ pub(crate) fn restore(args: &RestoreArgs) -> Result<(), CliError> {
         });
     }
     drop(store);
-    let kms = open_kms(&dir, database.as_ref(), KmsConfig::default())?;
+    let kms = std::sync::Arc::new(if sealed {
+        keyward_kms::Kms::open(
+            open_store(&dir, database.as_ref())?,
+            Box::new(
+                AesRootKey::new(&root_key, seal.provider()).map_err(|e| failed("root key")(&e))?,
+            ),
+            std::sync::Arc::new(keyward_kms::SystemClock),
+            KmsConfig::default(),
+        )
+        .map_err(|e| failed("opening the KMS")(&e))?
+    } else {
+        open_kms(&dir, database.as_ref(), KmsConfig::default())?
+    });
+    if sealed {
+        // It starts sealed: it needs a listener certificate of its own before any unseal.
+        crate::operator::prepare_listener(&kms, &dir, &[])?;
+    }
     let first = start_chain(&kms, &audit_dir, &snapshot, contents.created_ms)?;
     let admin = write_admin_env(&kms, &dir, &snapshot)?;
     contents.snapshot = snapshot;
