@@ -389,6 +389,12 @@ pub(crate) struct EndpointArgs {
     /// [env: AWS_CA_BUNDLE].
     #[arg(long, value_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
+    /// A client certificate (PEM chain) for a server that requires one...
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// ... and its key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -124,7 +124,11 @@ fn scan(endpoint: &Endpoint, args: &DoctorArgs) -> Result<keyward_pki::scan::Sca
         port: endpoint.port,
         sni: None,
         roots,
-        client_identity: None,
+        client_identity: crate::tls_scan_cli::client_identity(
+            args.endpoint.client_cert.as_deref(),
+            args.endpoint.client_key.as_deref(),
+        )
+        .map_err(|e| e.to_string())?,
         timeout: Duration::from_secs(5),
     })
     .map_err(|e| e.to_string())

@@ -31,6 +31,10 @@ impl Endpoint {
         setting: &str,
         bundle: &str,
         bundle_setting: &str,
+        identity: Option<(
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
     ) -> Result<Self, CliError> {
         let bad =
             |setting: &str, why: &str| CliError::usage(format!("invalid setting {setting}: {why}"));
@@ -55,11 +59,16 @@ impl Endpoint {
                 .map_err(|e| bad(bundle_setting, &format!("{bundle}: {e}")))?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| CliError::failed(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match identity {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| CliError::usage(format!("invalid setting --client-key: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
         Ok(Self {
             host,
             port,
@@ -114,6 +123,7 @@ impl HttpKms {
             "AWS_ENDPOINT_URL_KMS",
             &env_bundle(),
             "AWS_CA_BUNDLE",
+            None,
         )?;
         Self::with_endpoint(endpoint, region)
     }

@@ -445,7 +445,11 @@ pub(crate) fn endpoint(args: &EndpointArgs) -> Result<Endpoint, CliError> {
         Some(p) => (p.display().to_string(), "--ca"),
         None => (env_bundle(), "AWS_CA_BUNDLE"),
     };
-    Endpoint::new(&url, setting, &bundle, bundle_setting)
+    let identity = crate::tls_scan_cli::client_identity(
+        args.client_cert.as_deref(),
+        args.client_key.as_deref(),
+    )?;
+    Endpoint::new(&url, setting, &bundle, bundle_setting, identity)
 }
 
 /// One unauthenticated request to the server: status and JSON body.

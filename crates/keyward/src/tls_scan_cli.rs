@@ -68,21 +68,7 @@ fn options(args: &ScanArgs) -> Result<(ScanOptions, Profile), CliError> {
         Some(path) => certs(path, "--ca")?,
         None => Vec::new(),
     };
-    let client_identity = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = certs(cert, "--client-cert")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                CliError::usage(format!(
-                    "invalid setting --client-key: {}: {e}",
-                    key.display()
-                ))
-            })?;
-            keyward_pki::tls::certified_key(chain.clone(), &key)
-                .map_err(|e| CliError::usage(format!("invalid setting --client-key: {e}")))?;
-            Some((chain, key))
-        }
-        _ => None,
-    };
+    let client_identity = client_identity(args.client_cert.as_deref(), args.client_key.as_deref())?;
     Ok((
         ScanOptions {
             host,
@@ -145,5 +131,34 @@ mod tests {
         ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// A client certificate chain and its key from PEM files (both or neither), checked to
+/// belong together.
+pub(crate) fn client_identity(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, CliError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = certs(cert, "--client-cert")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                CliError::usage(format!(
+                    "invalid setting --client-key: {}: {e}",
+                    key.display()
+                ))
+            })?;
+            keyward_pki::tls::certified_key(chain.clone(), &key)
+                .map_err(|e| CliError::usage(format!("invalid setting --client-key: {e}")))?;
+            Ok(Some((chain, key)))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(CliError::usage(
+            "invalid setting --client-key: --client-cert needs it",
+        )),
+        (None, Some(_)) => Err(CliError::usage(
+            "invalid setting --client-cert: --client-key needs it",
+        )),
     }
 }

@@ -883,3 +883,59 @@ fn a_backup_of_a_sealed_instance_restores_sealed_by_the_same_shares() {
     node.unseal(&shares[2]);
     decrypts(&node, &blob);
 }
+
+#[test]
+fn operator_commands_present_a_client_certificate_when_the_server_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Node::start_with(&data, &["--client-auth", "required"], &[], None);
+    let ops = dir.path().join("ops");
+    let out = keyward(
+        &[
+            "cert",
+            "issue",
+            "--spiffe-id",
+            "spiffe://keyward.internal/ops",
+            "--out",
+            ops.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let with_cert = |verb: &str, env: &[(&str, &str)]| {
+        let mut args = vec!["operator".to_owned(), verb.to_owned()];
+        args.extend(node.endpoint());
+        args.extend([
+            "--client-cert".into(),
+            ops.join("cert.pem").display().to_string(),
+            "--client-key".into(),
+            ops.join("key.pem").display().to_string(),
+        ]);
+        keyward(&strs(&args), "", env)
+    };
+    let out = node.operator("status", "", &[]);
+    assert!(
+        !out.status.success(),
+        "no client certificate, yet: {}",
+        text(&out)
+    );
+    let out = with_cert("status", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("unsealed"), "{}", text(&out));
+
+    let (id, secret) = admin(&data);
+    let out = with_cert(
+        "seal",
+        &[
+            ("AWS_ACCESS_KEY_ID", &id),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // Sealed, the listener asks for no certificate: anyone can reach seal status and unseal.
+    let out = node.operator("status", "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
