@@ -110,30 +110,6 @@ pub(crate) fn scan(args: &ScanArgs) -> Result<(), CliError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(
-            parse_target("localhost:8443"),
-            Ok(("localhost".into(), 8443))
-        );
-        assert_eq!(parse_target("[::1]:443"), Ok(("::1".into(), 443)));
-        for bad in [
-            "localhost",
-            "::1:443",
-            ":443",
-            "host:0",
-            "host:x",
-            "[::1:443",
-        ] {
-            assert!(parse_target(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// A client certificate chain and its key from PEM files (both or neither), checked to
 /// belong together.
 pub(crate) fn client_identity(
@@ -160,5 +136,29 @@ pub(crate) fn client_identity(
         (None, Some(_)) => Err(CliError::usage(
             "invalid setting --client-cert: --client-key needs it",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            parse_target("localhost:8443"),
+            Ok(("localhost".into(), 8443))
+        );
+        assert_eq!(parse_target("[::1]:443"), Ok(("::1".into(), 443)));
+        for bad in [
+            "localhost",
+            "::1:443",
+            ":443",
+            "host:0",
+            "host:x",
+            "[::1:443",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
     }
 }
