@@ -176,12 +176,15 @@ impl std::fmt::Debug for ShamirUnsealer {
 }
 
 impl ShamirUnsealer {
-    /// Shares towards the seal `store` records.
+    /// Shares towards the seal `store` records (read now, and again at every seal, so
+    /// that seal status never reads the store on an async thread).
     pub fn new(store: Arc<dyn keyward_store::Store>) -> Self {
-        Self {
+        let unsealer = Self {
             store,
             unsealing: Mutex::new(None),
-        }
+        };
+        unsealer.reset();
+        unsealer
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Unsealing>> {
@@ -206,11 +209,8 @@ impl Unsealer for ShamirUnsealer {
     }
 
     fn progress(&self) -> Option<(u8, u8, u8)> {
-        let mut slot = self.lock();
-        if slot.is_none() {
-            *slot = self.load().ok();
-        }
-        slot.as_ref()
+        self.lock()
+            .as_ref()
             .map(|u| (u.given(), u.seal().threshold(), u.seal().shares()))
     }
 
@@ -227,7 +227,8 @@ impl Unsealer for ShamirUnsealer {
         match unsealing.give(share)? {
             Progress::Need { .. } => Ok(None),
             Progress::Unsealed(root) => {
-                *slot = None;
+                // Its shares are used; a fresh start for the next unseal.
+                *slot = self.load().ok();
                 let root = AesRootKey::new(&root, "shamir")
                     .map_err(|e| UnsealError::Failed(e.to_string()))?;
                 Ok(Some(Box::new(root)))
@@ -236,7 +237,7 @@ impl Unsealer for ShamirUnsealer {
     }
 
     fn reset(&self) {
-        *self.lock() = None;
+        *self.lock() = self.load().ok();
     }
 }
 

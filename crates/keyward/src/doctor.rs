@@ -252,16 +252,18 @@ fn audit(metrics: &Result<String, String>, args: &DoctorArgs) -> Result<String, 
 
 type Opened = Result<(std::path::PathBuf, std::sync::Arc<dyn Store>), String>;
 
+/// The store the data-directory checks read, or their failure.
+fn opened(store: &Opened) -> Result<&std::sync::Arc<dyn Store>, (String, String)> {
+    store.as_ref().map(|(_, s)| s).map_err(|e| {
+        (
+            e.clone(),
+            "pass the server's --data-dir (or --database-url)".to_owned(),
+        )
+    })
+}
+
 fn rotation(store: &Opened) -> Result<String, (String, String)> {
-    let (_, store) = match store {
-        Ok(s) => s,
-        Err(e) => {
-            return fail(
-                e.clone(),
-                "pass the server's --data-dir (or --database-url)",
-            );
-        }
-    };
+    let store = opened(store)?;
     let mut without = Vec::new();
     let mut total = 0usize;
     let mut after = None;
@@ -298,15 +300,7 @@ fn rotation(store: &Opened) -> Result<String, (String, String)> {
 }
 
 fn backups(store: &Opened, max_age_hours: u64) -> Result<String, (String, String)> {
-    let (_, store) = match store {
-        Ok(s) => s,
-        Err(e) => {
-            return fail(
-                e.clone(),
-                "pass the server's --data-dir (or --database-url)",
-            );
-        }
-    };
+    let store = opened(store)?;
     let last = match store.meta(crate::backup::LAST_BACKUP_META) {
         Ok(v) => v,
         Err(e) => return fail(format!("reading the store: {e}"), "check the database"),

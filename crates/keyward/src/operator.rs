@@ -4,8 +4,8 @@
 
 use std::fs;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use keyward_kms::hsm::{HsmAccess, Pkcs11Seal};
@@ -111,19 +111,7 @@ fn recipients(split: &SplitArgs) -> Result<Vec<age::x25519::Recipient>, CliError
 
 /// The HSM named by the flags, else by KEYWARD_PKCS11_MODULE and KEYWARD_PKCS11_PIN_FILE.
 fn hsm_access(hsm: &Pkcs11Args) -> Result<HsmAccess, CliError> {
-    let env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    crate::serve::hsm_access(
-        &hsm.pkcs11_module
-            .clone()
-            .or_else(|| env("KEYWARD_PKCS11_MODULE")),
-        &hsm.pkcs11_pin_file
-            .clone()
-            .or_else(|| env("KEYWARD_PKCS11_PIN_FILE")),
-    )
+    crate::serve::hsm_access_or_env(hsm.pkcs11_module.clone(), hsm.pkcs11_pin_file.clone())
 }
 
 /// A new seal of `root` by `provider`, and the shares to show (for `shamir`).
@@ -365,7 +353,7 @@ fn migrate(
     };
     let kms = Arc::new(kms_on(&store, &root, current.provider())?);
     let (seal, shares) = if to == "file" {
-        write_key_file(&key_file, &root)?;
+        crate::backup::write_root_key(&key_file, &root)?;
         (Seal::File, Vec::new())
     } else {
         if keyward_server::tls::kept_config(&path).is_err() {
@@ -393,21 +381,6 @@ fn migrate(
         current.provider()
     );
     Ok(())
-}
-
-/// Writes a new root key file (mode 0600), which must not exist yet.
-fn write_key_file(path: &Path, root: &[u8; 32]) -> Result<(), CliError> {
-    let fail = |e: std::io::Error| CliError::failed(format!("writing {}: {e}", path.display()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(fail)?;
-    f.write_all(root)
-        .and_then(|()| f.sync_all())
-        .map_err(fail)?;
-    sync_parent(path)
 }
 
 /// Overwrites the root key file with zeros before removing it, so that its blocks do not

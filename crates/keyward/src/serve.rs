@@ -379,6 +379,11 @@ pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn Roo
             AesRootKey::new(&root, seal.provider()).map_err(|e| failed("root key")(&e))?,
         ));
     }
+    Ok(Box::new(development_root_key(dir)?))
+}
+
+/// The `file` provider's root key in `dir`, made (and said so) on first use.
+fn development_root_key(dir: &Path) -> Result<AesRootKey, CliError> {
     let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
         .map_err(|e| failed("root key")(&e))?;
     if created {
@@ -387,7 +392,7 @@ pub(crate) fn root_key(dir: &Path, store: &Arc<dyn Store>) -> Result<Box<dyn Roo
             dir.join(ROOT_KEY_FILE).display()
         );
     }
-    Ok(Box::new(root))
+    Ok(root)
 }
 
 /// The root key a seal gives a command: from shares asked for on the terminal (or read
@@ -398,20 +403,29 @@ pub(crate) fn sealed_root(seal: &Seal) -> Result<Option<zeroize::Zeroizing<[u8; 
         Seal::File => Ok(None),
         Seal::Shamir(seal) => crate::operator::shares_from_terminal(seal).map(Some),
         Seal::Pkcs11(seal) => {
-            let env = |name: &str| {
-                std::env::var_os(name)
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            };
-            let access = hsm_access(
-                &env("KEYWARD_PKCS11_MODULE"),
-                &env("KEYWARD_PKCS11_PIN_FILE"),
-            )?;
+            let access = hsm_access_or_env(None, None)?;
             seal.unseal(&access)
                 .map(Some)
                 .map_err(|e| failed("unsealing")(&e))
         }
     }
+}
+
+/// [`hsm_access`] with the given paths, else KEYWARD_PKCS11_MODULE and
+/// KEYWARD_PKCS11_PIN_FILE.
+pub(crate) fn hsm_access_or_env(
+    module: Option<PathBuf>,
+    pin_file: Option<PathBuf>,
+) -> Result<keyward_kms::hsm::HsmAccess, CliError> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    hsm_access(
+        &module.or_else(|| env("KEYWARD_PKCS11_MODULE")),
+        &pin_file.or_else(|| env("KEYWARD_PKCS11_PIN_FILE")),
+    )
 }
 
 /// The HSM's module and PIN, which a root key sealed by one needs.
@@ -506,14 +520,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), CliError> {
         let _runtime = runtime.enter();
         let node = match seal {
             Seal::File => {
-                let (root, created) = AesRootKey::load_or_create_file(&dir.join(ROOT_KEY_FILE))
-                    .map_err(|e| failed("root key")(&e))?;
-                if created {
-                    eprintln!(
-                        "keyward: created a development root key at {}",
-                        dir.join(ROOT_KEY_FILE).display()
-                    );
-                }
+                let root = development_root_key(&dir)?;
                 let (tls, audit) = opener(Box::new(root)).map_err(|e| failed("starting")(&e))?;
                 let running = keyward_server::seal::Running::start(tls, audit);
                 Node::unsealed(

@@ -490,7 +490,7 @@ fn check_target(
 /// Writes the root key to a new file (mode 0600) and syncs it and its directory. The key
 /// is written to a temporary file first and linked into place, so that a crash leaves
 /// either no root.key or a whole one, and an existing one is never replaced.
-fn write_root_key(path: &Path, key: &[u8; 32]) -> Result<(), CliError> {
+pub(crate) fn write_root_key(path: &Path, key: &[u8; 32]) -> Result<(), CliError> {
     let fail = |e: &dyn std::fmt::Display| failed(&format!("writing {}", path.display()))(e);
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
